@@ -1,0 +1,16 @@
+namespace MProxy.Edge.Configuration;
+
+/// <summary>Settings given on the command line; each one, when present, overrides the file.</summary>
+public sealed record CommandLineOverrides
+{
+    public string? ConfigFile { get; init; }
+    public string? Listen { get; init; }
+    public string? AdminListen { get; init; }
+
+    /// <summary><c>postgres://user:password@host:port/database</c>: adds that database and that user.</summary>
+    public string? Primary { get; init; }
+
+    public int? PoolSize { get; init; }
+    public string? PoolMode { get; init; }
+    public string? AuthMethod { get; init; }
+}

@@ -1,0 +1,122 @@
+using System.Net;
+
+namespace MProxy.Edge.Configuration;
+
+/// <summary>
+/// One immutable snapshot of the edge's configuration. A reload builds a new snapshot and swaps one
+/// reference (<see cref="ConfigStore"/>); a query reads one snapshot from start to end.
+/// </summary>
+public sealed record EdgeConfig
+{
+    public required ListenConfig Listen { get; init; }
+    public required ClientLimits Clients { get; init; }
+    public required AuthConfig Auth { get; init; }
+    public required IReadOnlyList<UserConfig> Users { get; init; }
+    public required IReadOnlyList<DatabaseConfig> Databases { get; init; }
+    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    public UserConfig? FindUser(string name)
+    {
+        foreach (var user in Users)
+            if (user.Name == name)
+                return user;
+        return null;
+    }
+
+    public DatabaseConfig? FindDatabase(string name)
+    {
+        foreach (var database in Databases)
+            if (database.Name == name)
+                return database;
+        return null;
+    }
+}
+
+/// <summary>Addresses the edge listens on; null means that listener is off.</summary>
+public sealed record ListenConfig(IPEndPoint? Postgres, IPEndPoint? Admin);
+
+public sealed record ClientLimits(int MaxConnections, int MaxMessageBytes, TimeSpan LoginTimeout);
+
+public enum AuthMethod
+{
+    ScramSha256,
+    Md5,
+    Trust,
+}
+
+public sealed record AuthConfig(AuthMethod Method);
+
+/// <summary>A client login. Secrets never appear in <see cref="ToString"/>.</summary>
+public sealed record UserConfig
+{
+    public required string Name { get; init; }
+
+    /// <summary>Plaintext password, if configured (enables SCRAM, md5 and server login).</summary>
+    public string? Password { get; init; }
+
+    /// <summary>Stored SCRAM verifier (<c>SCRAM-SHA-256$…</c>).</summary>
+    public string? ScramVerifier { get; init; }
+
+    /// <summary>Stored md5 hash (<c>md5…</c>).</summary>
+    public string? Md5Hash { get; init; }
+
+    /// <summary>Password the edge uses to log in to servers as this user; defaults to <see cref="Password"/>.</summary>
+    public string? ServerPassword { get; init; }
+
+    public bool Admin { get; init; }
+
+    public override string ToString() => $"UserConfig {{ Name = {Name}, Admin = {Admin} }}";
+}
+
+public enum PoolMode
+{
+    Transaction,
+    Session,
+}
+
+/// <summary>How one pool of server connections behaves.</summary>
+public sealed record PoolConfig
+{
+    public PoolMode Mode { get; init; } = PoolMode.Transaction;
+    public int Size { get; init; } = 20;
+    public int MinSize { get; init; }
+    public TimeSpan WaitTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
+    public TimeSpan Lifetime { get; init; } = TimeSpan.FromHours(1);
+
+    /// <summary>A connection idle longer than this is checked with <see cref="CheckQuery"/> before reuse.</summary>
+    public TimeSpan CheckAfterIdle { get; init; } = TimeSpan.FromSeconds(30);
+
+    public string CheckQuery { get; init; } = "SELECT 1";
+
+    /// <summary>Sent when a session-mode client leaves, so nothing of its session leaks.</summary>
+    public string ResetQuery { get; init; } = "DISCARD ALL";
+}
+
+/// <summary>A database clients can connect to, and where it lives.</summary>
+public sealed record DatabaseConfig
+{
+    /// <summary>The name clients put in their startup message.</summary>
+    public required string Name { get; init; }
+
+    /// <summary>The database name on the server; defaults to <see cref="Name"/>.</summary>
+    public required string ServerDatabase { get; init; }
+
+    public required HostPort Primary { get; init; }
+
+    /// <summary>If set, every client of this database logs in to the server as this user.</summary>
+    public string? ServerUser { get; init; }
+
+    public string? ServerPassword { get; init; }
+
+    public required PoolConfig Pool { get; init; }
+
+    public override string ToString() => $"DatabaseConfig {{ Name = {Name}, ServerDatabase = {ServerDatabase}, Primary = {Primary}, ServerUser = {ServerUser} }}";
+}
+
+/// <summary>A host name (or address) and port.</summary>
+public readonly record struct HostPort(string Host, int Port)
+{
+    public override string ToString() => Host.Contains(':', StringComparison.Ordinal) ? $"[{Host}]:{Port}" : $"{Host}:{Port}";
+}

@@ -1,0 +1,69 @@
+namespace MProxy.Edge.Configuration;
+
+// The YAML file's shape, as written by users. Kept apart from the validated, immutable
+// EdgeConfig so that every key can be checked and reported by its path.
+#pragma warning disable CA1812 // instantiated by the YAML deserializer
+#pragma warning disable CA2227 // collection setters are what the deserializer uses
+
+internal sealed class RawConfig
+{
+    public RawListen? Listen { get; set; }
+    public RawClients? Clients { get; set; }
+    public RawAuth? Auth { get; set; }
+    public List<RawUser>? Users { get; set; }
+    public RawPool? Pool { get; set; }
+    public List<RawDatabase>? Databases { get; set; }
+    public int? ShutdownTimeoutMs { get; set; }
+}
+
+internal sealed class RawListen
+{
+    public string? Postgres { get; set; }
+    public string? Admin { get; set; }
+}
+
+internal sealed class RawClients
+{
+    public int? MaxConnections { get; set; }
+    public int? MaxMessageBytes { get; set; }
+    public int? LoginTimeoutMs { get; set; }
+}
+
+internal sealed class RawAuth
+{
+    public string? Method { get; set; }
+}
+
+internal sealed class RawUser
+{
+    public string? Name { get; set; }
+    public string? Password { get; set; }
+    public string? ScramVerifier { get; set; }
+    public string? Md5 { get; set; }
+    public string? ServerPassword { get; set; }
+    public bool? Admin { get; set; }
+}
+
+internal sealed class RawPool
+{
+    public string? Mode { get; set; }
+    public int? Size { get; set; }
+    public int? MinSize { get; set; }
+    public int? WaitTimeoutMs { get; set; }
+    public int? ConnectTimeoutMs { get; set; }
+    public int? IdleTimeoutMs { get; set; }
+    public int? LifetimeMs { get; set; }
+    public int? CheckAfterIdleMs { get; set; }
+    public string? CheckQuery { get; set; }
+    public string? ResetQuery { get; set; }
+}
+
+internal sealed class RawDatabase
+{
+    public string? Name { get; set; }
+    public string? ServerDatabase { get; set; }
+    public string? Primary { get; set; }
+    public string? ServerUser { get; set; }
+    public string? ServerPassword { get; set; }
+    public RawPool? Pool { get; set; }
+}

@@ -1,0 +1,88 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using MProxy.Edge.Configuration;
+using MProxy.Edge.Networking;
+using MProxy.Edge.Protocols.Postgres;
+using MProxy.Edge.Sessions;
+
+namespace MProxy.Edge.Hosting;
+
+/// <summary>Builds the edge process: Kestrel listeners, the protocol adapters, pools, the janitor, graceful shutdown.</summary>
+public static class EdgeHost
+{
+    public static WebApplication Build(EdgeConfig config, LogLevel logLevel = LogLevel.Information, TimeProvider? time = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.SetMinimumLevel(logLevel);
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "yyyy-MM-dd HH:mm:ss.fff ";
+            o.UseUtcTimestamp = true;
+        });
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = config.ShutdownTimeout + TimeSpan.FromSeconds(5));
+
+        var services = builder.Services;
+        services.AddSingleton(time ?? TimeProvider.System);
+        services.AddSingleton(new ConfigStore(config));
+        services.AddSingleton<ClientRegistry>();
+        services.AddSingleton<INetworkConnector, SocketNetworkConnector>();
+        services.AddSingleton<PgPoolRegistry>();
+        services.AddSingleton<PgEdgeContext>();
+        services.AddSingleton<IPeriodicTask, PoolMaintenance>();
+        services.AddHostedService<Janitor>();
+        services.AddHostedService<GracefulShutdown>();
+
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            if (config.Listen.Postgres is { } postgres)
+                kestrel.Listen(postgres, listen => listen.UseConnectionHandler<PgConnectionHandler>());
+            if (config.Listen.Admin is { } admin)
+                kestrel.Listen(admin, listen => listen.Protocols = HttpProtocols.Http1);
+        });
+
+        var app = builder.Build();
+        app.MapGet("/healthz", (ClientRegistry clients) => clients.ShuttingDown ? Results.StatusCode(503) : Results.Text("ok\n"));
+        return app;
+    }
+
+    private sealed class PoolMaintenance(PgPoolRegistry pools) : IPeriodicTask
+    {
+        public string Name => "pool maintenance";
+
+        public void Tick() => pools.Maintain();
+    }
+
+    /// <summary>
+    /// On SIGTERM/SIGINT: stop accepting (Kestrel), let clients finish their transactions up to the
+    /// shutdown timeout (each closes at its next transaction boundary), then close server connections.
+    /// </summary>
+    private sealed class GracefulShutdown(ClientRegistry clients, PgPoolRegistry pools, ConfigStore config, TimeProvider time, IHostApplicationLifetime lifetime)
+        : IHostedService
+    {
+        private Task _drain = Task.CompletedTask;
+
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            lifetime.ApplicationStopping.Register(() => _drain = DrainAsync());
+            return Task.CompletedTask;
+        }
+
+        private async Task DrainAsync()
+        {
+            await clients.DrainAsync(config.Current.ShutdownTimeout, time);
+            pools.CloseAll();
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => _drain.WaitAsync(cancellationToken);
+    }
+}

@@ -1,0 +1,14 @@
+namespace MProxy.Edge.Pooling;
+
+/// <summary>A client waited for a server connection longer than the pool allows.</summary>
+public sealed class PoolTimeoutException(string poolName, int size, TimeSpan waited)
+    : Exception($"mproxy: pool {poolName} is full ({size} of {size} server connections in use); waited {waited.TotalMilliseconds:0} ms for one")
+{
+    public string PoolName { get; } = poolName;
+    public int Size { get; } = size;
+    public TimeSpan Waited { get; } = waited;
+}
+
+/// <summary>The pool is closing (shutdown or reload removed it) and hands out no more connections.</summary>
+public sealed class PoolClosedException(string poolName)
+    : Exception($"mproxy: pool {poolName} is shutting down");

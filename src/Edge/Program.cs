@@ -1,0 +1,3 @@
+using MProxy.Edge.Hosting;
+
+return await EdgeCommandLine.RunAsync(args);

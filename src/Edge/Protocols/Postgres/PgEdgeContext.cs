@@ -1,0 +1,23 @@
+using Microsoft.Extensions.Logging;
+using MProxy.Edge.Configuration;
+using MProxy.Edge.Networking;
+using MProxy.Edge.Sessions;
+
+namespace MProxy.Edge.Protocols.Postgres;
+
+/// <summary>The services every PostgreSQL client session shares.</summary>
+internal sealed class PgEdgeContext(
+    ConfigStore config,
+    ClientRegistry clients,
+    PgPoolRegistry pools,
+    INetworkConnector connector,
+    TimeProvider time,
+    ILoggerFactory loggers)
+{
+    public ConfigStore Config { get; } = config;
+    public ClientRegistry Clients { get; } = clients;
+    public PgPoolRegistry Pools { get; } = pools;
+    public INetworkConnector Connector { get; } = connector;
+    public TimeProvider Time { get; } = time;
+    public ILogger Log { get; } = loggers.CreateLogger("MProxy.Edge.Postgres");
+}

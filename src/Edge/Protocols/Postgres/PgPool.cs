@@ -1,0 +1,159 @@
+using Microsoft.Extensions.Logging;
+using MProxy.Edge.Configuration;
+using MProxy.Edge.Networking;
+using MProxy.Edge.Pooling;
+
+namespace MProxy.Edge.Protocols.Postgres;
+
+/// <summary>
+/// The server connections of one (database, server user) upstream: the PostgreSQL side of a
+/// <see cref="ServerPool{TConnection}"/> — how to open, check, clean and close a connection.
+/// </summary>
+internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
+{
+    private readonly INetworkConnector _connector;
+    private readonly TimeProvider _time;
+    private readonly ILogger _log;
+    private volatile DatabaseConfig _database;
+    private volatile IReadOnlyList<KeyValuePair<string, string>>? _welcome;
+
+    public PgPool(DatabaseConfig database, string serverUser, string? serverPassword, int maxMessageBytes, INetworkConnector connector, TimeProvider time, ILogger log)
+    {
+        _database = database;
+        ServerUser = serverUser;
+        ServerPassword = serverPassword;
+        MaxMessageBytes = maxMessageBytes;
+        _connector = connector;
+        _time = time;
+        _log = log;
+        Name = $"{database.Name}/{serverUser}";
+        Connections = new ServerPool<PgServerConnection>(Name, ToSettings(database.Pool), this, time);
+    }
+
+    public string Name { get; }
+
+    public string ServerUser { get; }
+
+    private string? ServerPassword { get; }
+
+    public int MaxMessageBytes { get; }
+
+    public DatabaseConfig Database => _database;
+
+    public PoolMode Mode => _database.Pool.Mode;
+
+    public ServerPool<PgServerConnection> Connections { get; }
+
+    /// <summary>The ParameterStatus set the first server connection reported; what clients are greeted with.</summary>
+    public IReadOnlyList<KeyValuePair<string, string>>? Welcome => _welcome;
+
+    public void Reconfigure(DatabaseConfig database)
+    {
+        _database = database;
+        Connections.Reconfigure(ToSettings(database.Pool));
+    }
+
+    public static PoolSettings ToSettings(PoolConfig pool) =>
+        new(pool.Size, pool.MinSize, pool.WaitTimeout, pool.ConnectTimeout, pool.IdleTimeout, pool.Lifetime, pool.CheckAfterIdle);
+
+    public async ValueTask<PgServerConnection> OpenAsync(CancellationToken cancellationToken)
+    {
+        var database = _database;
+        using var timeout = new CancellationTokenSource(database.Pool.ConnectTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        Microsoft.AspNetCore.Connections.ConnectionContext? transport = null;
+        try
+        {
+            transport = await _connector.ConnectAsync(database.Primary, linked.Token);
+            var startup = await PgServerLogin.LoginAsync(
+                transport.Transport.Input, transport.Transport.Output, ServerUser, database.ServerDatabase, ServerPassword, MaxMessageBytes, linked.Token);
+            var connection = new PgServerConnection(this, transport, startup, database.Primary, _time.GetTimestamp(), _log);
+            connection.Start();
+            _welcome ??= startup.Parameters;
+            PgLog.ServerOpened(_log, connection.Id, database.Primary.ToString(), Name);
+            return connection;
+        }
+        catch (Exception e)
+        {
+            if (transport is not null)
+                await transport.DisposeAsync();
+            var reason = e switch
+            {
+                OperationCanceledException when timeout.IsCancellationRequested => $"no answer within {database.Pool.ConnectTimeout.TotalMilliseconds:0} ms",
+                PgServerLoginException login => $"{login.Message} ({login.SqlState})",
+                _ => e.Message,
+            };
+            PgLog.ServerOpenFailed(_log, database.Primary.ToString(), Name, reason);
+            if (e is OperationCanceledException && !timeout.IsCancellationRequested)
+                throw;
+            var sqlState = e is PgServerLoginException { SqlState: var s } && s.StartsWith("28", StringComparison.Ordinal) ? s : PgSqlState.CannotConnectNow;
+            throw new PgErrorException(sqlState, $"mproxy: cannot connect to server {database.Primary} for pool {Name}: {reason}");
+        }
+    }
+
+    public async ValueTask<bool> CheckAsync(PgServerConnection connection, CancellationToken cancellationToken)
+    {
+        using var timeout = new CancellationTokenSource(_database.Pool.ConnectTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        var error = await connection.RunInternalAsync(_database.Pool.CheckQuery, linked.Token);
+        return error is null && connection.TransactionStatus == PgTransactionStatus.Idle;
+    }
+
+    public void Close(PgServerConnection connection, string reason)
+    {
+        PgLog.ServerClosed(_log, connection.Id, reason);
+        _ = connection.CloseAsync().AsTask();
+    }
+
+    public void Return(PgServerConnection connection) => Connections.Return(connection);
+
+    public void Discard(PgServerConnection connection, string reason) => Connections.Discard(connection, reason);
+
+    /// <summary>Rolls back what a departed client left open and, in session mode, resets the session; then returns the connection.</summary>
+    public async Task CleanAndReturnAsync(PgServerConnection connection, bool rollback)
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(_database.Pool.ConnectTimeout, _time);
+            if (rollback && await connection.RunInternalAsync("ROLLBACK", timeout.Token) is { } rollbackError)
+                throw new InvalidOperationException(rollbackError);
+            if (Mode == PoolMode.Session)
+            {
+                if (await connection.RunInternalAsync(_database.Pool.ResetQuery, timeout.Token) is { } resetError)
+                    throw new InvalidOperationException(resetError);
+                connection.ForgetUnreportedParameters();
+            }
+            if (connection.TransactionStatus != PgTransactionStatus.Idle)
+                throw new InvalidOperationException("still in a transaction after the reset");
+            Return(connection);
+        }
+        catch (Exception e)
+        {
+            Discard(connection, "could not be cleaned after its client left: " + e.Message);
+        }
+    }
+
+    /// <summary>Asks the server to cancel what <paramref name="connection"/> is running (a CancelRequest on a new connection).</summary>
+    public async Task CancelAsync(PgServerConnection connection)
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(_database.Pool.ConnectTimeout, _time);
+            await using var transport = await _connector.ConnectAsync(connection.Endpoint, timeout.Token);
+            PgMessageWriter.WriteCancelRequest(transport.Transport.Output, connection.ProcessId, connection.SecretKey);
+            await transport.Transport.Output.FlushAsync(timeout.Token);
+            // The server closes the connection once it has read the request.
+            while (true)
+            {
+                var result = await transport.Transport.Input.ReadAsync(timeout.Token);
+                transport.Transport.Input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted)
+                    break;
+            }
+        }
+        catch (Exception e)
+        {
+            PgLog.ServerConnectionFailed(_log, connection.Id, connection.Endpoint.ToString(), "cancel request failed: " + e.Message);
+        }
+    }
+}

@@ -1,0 +1,513 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using MProxy.Edge.Configuration;
+using MProxy.Edge.Pooling;
+
+namespace MProxy.Edge.Protocols.Postgres;
+
+/// <summary>The states of a server connection; <see cref="PgServerConnection"/> changes them in one place each.</summary>
+internal enum PgServerState
+{
+    /// <summary>In the pool, or leased for the edge's own work (check, reset).</summary>
+    Idle,
+
+    /// <summary>Attached to a client, whose requests it serves.</summary>
+    Attached,
+
+    /// <summary>Closed or failed; never reused.</summary>
+    Broken,
+}
+
+/// <summary>
+/// One authenticated connection from the edge to a PostgreSQL server.
+/// </summary>
+/// <remarks>
+/// <para>A single read loop (the pump) runs for the connection's whole life. It matches each server
+/// message against the queue of requests sent (<see cref="PgRequestQueue"/>), forwards responses to
+/// the attached client (coalescing contiguous messages into one copy, streaming large messages
+/// without buffering them whole), swallows the responses to the edge's own requests, and keeps the
+/// transaction status from ReadyForQuery.</para>
+/// <para>The attached client's loop is the only writer of <see cref="Output"/>; it brackets each
+/// batch of writes with <see cref="TryBeginWrite"/>/<see cref="EndWrite"/>. While a client is
+/// attached the pump is the only writer of that client's output. In transaction mode the connection
+/// goes back to the pool when nothing is pending, the client is not mid-batch and the transaction
+/// status is idle — whichever of the pump or the client's loop observes that last does it.</para>
+/// </remarks>
+internal sealed class PgServerConnection : IPooledConnection
+{
+    private static long s_nextId;
+
+    private readonly object _sync = new();
+    private readonly ConnectionContext _transport;
+    private readonly PipeReader _input;
+    private readonly PgPool _pool;
+    private readonly PgRequestQueue _queue = new();
+    private readonly ILogger _log;
+    private PgClientSession? _client;
+    private volatile PgServerState _state = PgServerState.Idle;
+    private PgTransactionStatus _status = PgTransactionStatus.Idle;
+    private bool _clientUnsynced;  // the client sent extended messages after its last Sync
+    private bool _writerBusy;      // the client's loop is writing a batch to Output
+    private bool _pumpFlushing;    // the pump is flushing the client's output
+    private bool _skipUntilSync;   // an extended request failed: the server skips to the next Sync
+    private long _bodyRemaining;   // bytes of the current server message not read yet
+    private bool _bodyForward;     // whether those bytes go to the client
+
+    public PgServerConnection(PgPool pool, ConnectionContext transport, PgServerStartup startup, HostPort endpoint, long openedAt, ILogger log)
+    {
+        Id = Interlocked.Increment(ref s_nextId);
+        _pool = pool;
+        _transport = transport;
+        _input = transport.Transport.Input;
+        Output = transport.Transport.Output;
+        _log = log;
+        Endpoint = endpoint;
+        OpenedAt = openedAt;
+        IdleSince = openedAt;
+        ProcessId = startup.ProcessId;
+        SecretKey = startup.SecretKey;
+        LoginParameters = startup.Parameters;
+        Tracked = new string?[PgTrackedParameters.Count];
+        foreach (var (name, value) in startup.Parameters)
+        {
+            var index = PgTrackedParameters.IndexOf(name);
+            if (index >= 0)
+                Tracked[index] = value;
+        }
+    }
+
+    public long Id { get; }
+
+    public HostPort Endpoint { get; }
+
+    public long OpenedAt { get; }
+
+    public long IdleSince { get; set; }
+
+    public bool IsBroken => _state == PgServerState.Broken;
+
+    /// <summary>The server's process id and secret, for CancelRequest.</summary>
+    public int ProcessId { get; }
+
+    public int SecretKey { get; }
+
+    /// <summary>ParameterStatus values the server sent at login.</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> LoginParameters { get; }
+
+    /// <summary>The server's current values of the tracked parameters (null: the server default).</summary>
+    public string?[] Tracked { get; }
+
+    public PipeWriter Output { get; }
+
+    public PgTransactionStatus TransactionStatus => _status;
+
+    public PgServerState State => _state;
+
+    public PgClientSession? Client => Volatile.Read(ref _client);
+
+    public bool IsAttachedTo(PgClientSession client) => ReferenceEquals(Volatile.Read(ref _client), client);
+
+    public void Start() => _ = PumpAsync();
+
+    // ---------------------------------------------------------------- client side
+
+    /// <summary>Attaches a freshly leased connection to a client, which then holds it for writing.</summary>
+    public void Attach(PgClientSession client)
+    {
+        lock (_sync)
+        {
+            _client = client;
+            _state = PgServerState.Attached;
+            _clientUnsynced = false;
+            _writerBusy = true;
+        }
+    }
+
+    /// <summary>Starts a batch of writes for the client; false if the connection no longer serves it.</summary>
+    public bool TryBeginWrite(PgClientSession client)
+    {
+        lock (_sync)
+        {
+            if (!ReferenceEquals(_client, client) || _state != PgServerState.Attached)
+                return false;
+            _writerBusy = true;
+            return true;
+        }
+    }
+
+    /// <summary>Records a request the client (or the edge for it) is about to write to <see cref="Output"/>.</summary>
+    public void Enqueue(PgRequestKind kind, PgResponseMode mode)
+    {
+        lock (_sync)
+        {
+            _queue.Enqueue(new PgPendingRequest(kind, mode));
+            if (kind == PgRequestKind.Sync)
+                _clientUnsynced = false;
+            else if (mode == PgResponseMode.Forward && kind is not (PgRequestKind.Query or PgRequestKind.FunctionCall))
+                _clientUnsynced = true;
+        }
+    }
+
+    /// <summary>Ends the client's batch (after flushing <see cref="Output"/>); may return the connection to the pool.</summary>
+    public void EndWrite(PgClientSession client)
+    {
+        bool release;
+        lock (_sync)
+        {
+            if (!ReferenceEquals(_client, client))
+                return;
+            _writerBusy = false;
+            release = TryReleaseLocked();
+        }
+        if (release)
+            _pool.Return(this);
+    }
+
+    /// <summary>
+    /// The client is leaving: roll back what it left open, reset in session mode, then return the
+    /// connection to the pool — or close it when a request of the client's is still running.
+    /// </summary>
+    public void DetachClient(PgClientSession client)
+    {
+        bool pending;
+        PgTransactionStatus status;
+        lock (_sync)
+        {
+            if (!ReferenceEquals(_client, client))
+                return; // already back in the pool
+            _client = null;
+            _writerBusy = false;
+            pending = _queue.Count > 0 || _clientUnsynced;
+            status = _status;
+            if (_state == PgServerState.Attached)
+                _state = PgServerState.Idle;
+        }
+        if (IsBroken)
+        {
+            _pool.Return(this);
+        }
+        else if (pending)
+        {
+            _ = _pool.CancelAsync(this);
+            _pool.Discard(this, "its client left while a request was running");
+        }
+        else if (status != PgTransactionStatus.Idle || _pool.Mode == PoolMode.Session)
+        {
+            _ = _pool.CleanAndReturnAsync(this, rollback: status != PgTransactionStatus.Idle);
+        }
+        else
+        {
+            _pool.Return(this);
+        }
+    }
+
+    // ---------------------------------------------------------------- edge's own requests
+
+    /// <summary>Runs a simple query for the edge (check, rollback, reset); returns the server's error message or null.</summary>
+    public async Task<string?> RunInternalAsync(string sql, CancellationToken cancellationToken)
+    {
+        var request = new PgInternalRequest();
+        lock (_sync)
+        {
+            if (_state == PgServerState.Broken)
+                throw new IOException("the server connection is closed");
+            _queue.Enqueue(new PgPendingRequest(PgRequestKind.Query, PgResponseMode.Swallow, request));
+        }
+        PgMessageWriter.WriteQuery(Output, sql);
+        await Output.FlushAsync(cancellationToken);
+        return await request.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>After the edge's reset: the unreported tracked parameters are back at the server's defaults.</summary>
+    public void ForgetUnreportedParameters()
+    {
+        for (var i = 0; i < Tracked.Length; i++)
+            if (!PgTrackedParameters.IsReported(i))
+                Tracked[i] = null;
+    }
+
+    public async ValueTask CloseAsync()
+    {
+        lock (_sync)
+        {
+            if (_state == PgServerState.Broken)
+                return;
+            _state = PgServerState.Broken;
+        }
+        try
+        {
+            PgMessageWriter.WriteTerminate(Output);
+            await Output.FlushAsync();
+        }
+        catch
+        {
+            // the server may already be gone
+        }
+        await _transport.DisposeAsync();
+    }
+
+    // ---------------------------------------------------------------- the pump
+
+    private async Task PumpAsync()
+    {
+        Exception? failure = null;
+        try
+        {
+            while (true)
+            {
+                var result = await _input.ReadAsync();
+                var buffer = result.Buffer;
+                PgClientSession? client;
+                bool wrote;
+                SequencePosition consumed;
+                lock (_sync)
+                {
+                    client = _client;
+                    wrote = false;
+                    consumed = ProcessLocked(buffer, client, ref wrote);
+                    if (wrote)
+                        _pumpFlushing = true;
+                }
+                _input.AdvanceTo(consumed, buffer.End);
+
+                if (client is not null)
+                {
+                    if (wrote)
+                        await client.FlushOutputAsync();
+                    bool release;
+                    lock (_sync)
+                    {
+                        _pumpFlushing = false;
+                        release = TryReleaseLocked();
+                    }
+                    if (release)
+                        _pool.Return(this);
+                }
+                if (result.IsCompleted)
+                    throw new IOException("the server closed the connection");
+            }
+        }
+        catch (Exception e)
+        {
+            failure = e;
+        }
+        await FailAsync(failure);
+    }
+
+    /// <summary>
+    /// Handles every whole message in <paramref name="buffer"/> (and the available part of a large
+    /// forwarded one); returns how far it consumed.
+    /// </summary>
+    private SequencePosition ProcessLocked(in ReadOnlySequence<byte> buffer, PgClientSession? client, ref bool wrote)
+    {
+        var output = client?.WritableOutput;
+        var cursor = buffer;
+        if (_bodyRemaining > 0)
+        {
+            var take = Math.Min(_bodyRemaining, cursor.Length);
+            if (_bodyForward && output is not null)
+            {
+                Copy(output, cursor.Slice(0, take));
+                wrote = true;
+            }
+            _bodyRemaining -= take;
+            cursor = cursor.Slice(take);
+            if (_bodyRemaining > 0)
+                return cursor.Start;
+        }
+
+        var maxMessage = _pool.MaxMessageBytes;
+        var inRun = false;
+        SequencePosition runStart = default;
+        while (PgFrame.TryReadHeader(cursor, maxMessage, out var code, out var payloadLength))
+        {
+            var total = PgFrame.HeaderLength + (long)payloadLength;
+            var whole = cursor.Length >= total;
+            if (!whole && NeedsWholeMessage(code))
+                break;
+            var forward = whole
+                ? HandleMessage(code, cursor.Slice(PgFrame.HeaderLength, payloadLength), client)
+                : HandleMessageHeader(code, client);
+            forward &= output is not null;
+
+            if (forward && !inRun)
+            {
+                runStart = cursor.Start;
+                inRun = true;
+            }
+            else if (!forward && inRun)
+            {
+                Copy(output!, buffer.Slice(runStart, cursor.Start));
+                wrote = true;
+                inRun = false;
+            }
+
+            if (!whole)
+            {
+                // Stream the rest of a large message as it arrives instead of buffering it whole.
+                _bodyRemaining = total - cursor.Length;
+                _bodyForward = forward;
+                cursor = cursor.Slice(cursor.End);
+                break;
+            }
+            cursor = cursor.Slice(total);
+        }
+        if (inRun)
+        {
+            Copy(output!, buffer.Slice(runStart, cursor.Start));
+            wrote = true;
+        }
+        return cursor.Start;
+    }
+
+    private static bool NeedsWholeMessage(byte code) =>
+        code is (byte)PgBackendCode.ReadyForQuery or (byte)PgBackendCode.ErrorResponse or (byte)PgBackendCode.ParameterStatus;
+
+    /// <summary>Updates the queue and status for one whole message; returns whether it goes to the client.</summary>
+    private bool HandleMessage(byte code, in ReadOnlySequence<byte> payload, PgClientSession? client)
+    {
+        switch ((PgBackendCode)code)
+        {
+            case PgBackendCode.ReadyForQuery:
+                {
+                    if (payload.Length != 1)
+                        PgProtocolException.Throw("ReadyForQuery of the wrong length");
+                    _status = (PgTransactionStatus)payload.FirstSpan[0];
+                    // Requests the server skipped after an error are answered by nothing.
+                    while (_queue.Count > 0 && !_queue.Head.EndsWithReadyForQuery)
+                        _queue.Dequeue();
+                    if (_queue.Count == 0)
+                        PgProtocolException.Throw("ReadyForQuery with no request pending");
+                    _skipUntilSync = false;
+                    var request = _queue.Dequeue();
+                    request.Internal?.Complete();
+                    return request.Mode == PgResponseMode.Forward && client is not null;
+                }
+            case PgBackendCode.ErrorResponse:
+                {
+                    var fields = PgErrorFields.Parse(payload);
+                    if (_queue.Count == 0)
+                    {
+                        // An error nobody asked for: the server is terminating the connection.
+                        PgLog.ServerAsyncError(_log, Id, fields.SqlState, fields.Message);
+                        if (fields.IsFatal)
+                            _state = PgServerState.Broken;
+                        return client is not null;
+                    }
+                    var head = _queue.Head;
+                    if (head.Internal is not null)
+                        head.Internal.Error = fields.Message;
+                    else if (head.Mode != PgResponseMode.Forward)
+                        PgLog.InternalRequestFailed(_log, Id, fields.SqlState, fields.Message);
+                    if (head.IsExtended)
+                    {
+                        _queue.Dequeue();
+                        _skipUntilSync = true;
+                    }
+                    if (fields.IsFatal)
+                        _state = PgServerState.Broken;
+                    return head.Mode == PgResponseMode.Forward && client is not null;
+                }
+            case PgBackendCode.ParameterStatus:
+                {
+                    var array = PgMessageReader.RentPayload(payload, out var length);
+                    try
+                    {
+                        var reader = new PgMessageReader(array.AsSpan(0, length));
+                        return HandleParameterStatus(reader.ReadCString(), reader.ReadCString(), client);
+                    }
+                    finally
+                    {
+                        PgMessageReader.ReturnPayload(array);
+                    }
+                }
+            default:
+                return HandleMessageHeader(code, client);
+        }
+    }
+
+    /// <summary>Handles a message whose payload the edge does not need (it may not be buffered whole).</summary>
+    private bool HandleMessageHeader(byte code, PgClientSession? client)
+    {
+        switch ((PgBackendCode)code)
+        {
+            case PgBackendCode.NoticeResponse:
+                return client is not null && (_queue.Count == 0 || _queue.Head.Mode == PgResponseMode.Forward);
+            case PgBackendCode.NotificationResponse:
+                return client is not null;
+        }
+        if (_queue.Count == 0 || _skipUntilSync)
+            PgProtocolException.Throw($"unexpected message '{(char)code}' from the server");
+        var head = _queue.Head;
+        if (head.IsCompletedBy(code))
+            _queue.Dequeue();
+        return head.Mode == PgResponseMode.Forward && client is not null;
+    }
+
+    private bool HandleParameterStatus(string name, string value, PgClientSession? client)
+    {
+        var index = PgTrackedParameters.IndexOf(name);
+        if (index >= 0)
+            Tracked[index] = value;
+        var mode = _queue.Count > 0 ? _queue.Head.Mode : PgResponseMode.Forward;
+        if (client is null || mode == PgResponseMode.Swallow)
+            return false;
+        // The client's own SET, or the edge's SET of the client's value: either way the server's
+        // spelling is now the client's value too.
+        if (index >= 0)
+            client.Tracked[index] = value;
+        return mode == PgResponseMode.Forward;
+    }
+
+    private bool TryReleaseLocked()
+    {
+        if (_client is null
+            || _state != PgServerState.Attached
+            || _pool.Mode != PoolMode.Transaction
+            || _queue.Count != 0
+            || _clientUnsynced
+            || _writerBusy
+            || _pumpFlushing
+            || _status != PgTransactionStatus.Idle)
+        {
+            return false;
+        }
+        _client = null;
+        _state = PgServerState.Idle;
+        return true;
+    }
+
+    private async Task FailAsync(Exception? failure)
+    {
+        PgClientSession? client;
+        lock (_sync)
+        {
+            var wasBroken = _state == PgServerState.Broken;
+            _state = PgServerState.Broken;
+            client = _client;
+            _queue.Clear(failure ?? new IOException("the server connection closed"));
+            if (!wasBroken && failure is not null)
+                PgLog.ServerConnectionFailed(_log, Id, Endpoint.ToString(), failure.Message);
+        }
+        // The client's transaction, if any, is gone with this connection: tell it and close it.
+        // Its loop then detaches and returns this (broken) connection, which the pool closes.
+        if (client is not null)
+            await client.FailFromServerAsync(_bodyRemaining > 0, "mproxy: lost the connection to the server " + Endpoint + (failure is null ? "" : ": " + failure.Message));
+        try
+        {
+            await _transport.DisposeAsync();
+        }
+        catch
+        {
+            // already closed
+        }
+    }
+
+    private static void Copy(PipeWriter output, in ReadOnlySequence<byte> bytes)
+    {
+        foreach (var segment in bytes)
+            output.Write(segment.Span);
+    }
+}
