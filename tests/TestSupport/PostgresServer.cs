@@ -110,17 +110,20 @@ public sealed class PostgresServer : IAsyncDisposable
         await StartProcessAsync();
         await using var connection = new NpgsqlConnection(ConnectionString());
         await connection.OpenAsync();
-        await using var command = connection.CreateCommand();
-        command.CommandText = $"""
-            CREATE ROLE scram_user LOGIN PASSWORD '{Password}';
-            CREATE ROLE clear_user LOGIN PASSWORD '{Password}';
-            CREATE ROLE trust_user LOGIN;
-            CREATE ROLE {AppUser} LOGIN PASSWORD '{Password}';
-            SET password_encryption = 'md5';
-            CREATE ROLE md5_user LOGIN PASSWORD '{Password}';
-            CREATE DATABASE {AppDatabase} OWNER {AppUser};
-            """;
-        await command.ExecuteNonQueryAsync();
+        string[] setup =
+        [
+            $"CREATE ROLE scram_user LOGIN PASSWORD '{Password}'",
+            $"CREATE ROLE clear_user LOGIN PASSWORD '{Password}'",
+            "CREATE ROLE trust_user LOGIN",
+            $"CREATE ROLE {AppUser} LOGIN PASSWORD '{Password}'",
+            $"SET password_encryption = 'md5'; CREATE ROLE md5_user LOGIN PASSWORD '{Password}'",
+            $"CREATE DATABASE {AppDatabase} OWNER {AppUser}",
+        ];
+        foreach (var sql in setup)
+        {
+            await using var command = new NpgsqlCommand(sql, connection);
+            await command.ExecuteNonQueryAsync();
+        }
     }
 
     /// <summary>A streaming replica of this server (<c>pg_basebackup -R -c fast</c>), started.</summary>
