@@ -36,6 +36,7 @@ internal sealed class PgClientSession : IClientSession
     private long _copyRemaining;            // bytes of a large CopyData message still to pass on
     private bool _copyForward;
     private volatile bool _shutdownRequested;
+    private volatile bool _closeRequested;     // close gracefully at the next read (after a FATAL was sent)
     private int _maxMessageBytes;
     private PgClientState _state = PgClientState.Startup;
 
@@ -238,6 +239,8 @@ internal sealed class PgClientSession : IClientSession
             var buffer = result.Buffer;
             try
             {
+                if (result.IsCanceled && _closeRequested)
+                    return;
                 if (result.IsCanceled && _shutdownRequested && IsBetweenTransactions())
                 {
                     await TryWriteFatalAsync(PgSqlState.AdminShutdown, "mproxy: the proxy is shutting down");
@@ -510,22 +513,29 @@ internal sealed class PgClientSession : IClientSession
         }
     }
 
-    /// <summary>The attached server connection failed: tell the client (unless a message to it was cut in half) and close it.</summary>
+    /// <summary>
+    /// The attached server connection failed: tell the client (unless a message to it was cut in
+    /// half, which leaves nothing sensible to say) and close the client's connection gracefully, so
+    /// that the error is read before the close.
+    /// </summary>
     public async Task FailFromServerAsync(bool midMessage, string message)
     {
-        if (!midMessage && !_outputBroken)
+        if (midMessage || _outputBroken)
         {
-            try
-            {
-                PgMessageWriter.WriteError(_output, "FATAL", PgSqlState.ConnectionFailure, message);
-                await _output.FlushAsync();
-            }
-            catch
-            {
-                // the client is gone too
-            }
+            Abort(message);
+            return;
         }
-        Abort(message);
+        try
+        {
+            PgMessageWriter.WriteError(_output, "FATAL", PgSqlState.ConnectionFailure, message);
+            await _output.FlushAsync();
+        }
+        catch
+        {
+            // the client is gone too
+        }
+        _closeRequested = true;
+        _input.CancelPendingRead();
     }
 
     // ------------------------------------------------------------------ registry

@@ -94,7 +94,7 @@ internal static class ScramSha256
 /// The server side of SCRAM-SHA-256 (the edge verifying a client). Channel binding is not offered
 /// (no TLS yet), so clients send the gs2 header <c>n,,</c> or <c>y,,</c>.
 /// </summary>
-internal sealed class ScramServerExchange(ScramVerifier verifier)
+internal sealed class ScramServerExchange(ScramVerifier verifier, string? serverNonce = null)
 {
     private string? _clientFirstBare;
     private string? _serverFirst;
@@ -120,7 +120,7 @@ internal sealed class ScramServerExchange(ScramVerifier verifier)
         var attributes = ScramSha256.ParseAttributes(_clientFirstBare);
         if (!attributes.TryGetValue('r', out var clientNonce) || clientNonce.Length == 0)
             throw new FormatException("SCRAM client-first-message has no nonce");
-        _nonce = clientNonce + ScramSha256.NewNonce();
+        _nonce = clientNonce + (serverNonce ?? ScramSha256.NewNonce());
         _serverFirst = $"r={_nonce},s={Convert.ToBase64String(verifier.Salt)},i={verifier.Iterations}";
         return _serverFirst;
     }
@@ -162,9 +162,9 @@ internal sealed class ScramServerExchange(ScramVerifier verifier)
 }
 
 /// <summary>The client side of SCRAM-SHA-256 (the edge authenticating to a server).</summary>
-internal sealed class ScramClientExchange(string password)
+internal sealed class ScramClientExchange(string password, string? clientNonce = null)
 {
-    private readonly string _clientNonce = ScramSha256.NewNonce();
+    private readonly string _clientNonce = clientNonce ?? ScramSha256.NewNonce();
     private string? _clientFirstBare;
     private byte[]? _serverSignature;
 

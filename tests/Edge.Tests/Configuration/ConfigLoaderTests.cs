@@ -1,0 +1,129 @@
+using MProxy.Edge.Configuration;
+
+namespace MProxy.Edge.Tests.Configuration;
+
+public sealed class ConfigLoaderTests
+{
+    private const string Minimal = """
+        users:
+          - name: app
+            password: pw
+        databases:
+          - name: app
+            primary: 10.0.0.1:5433
+        """;
+
+    [Fact]
+    public void Load_Minimal_AppliesDefaults()
+    {
+        var config = ConfigLoader.LoadYaml(Minimal);
+        Assert.Equal(6432, config.Listen.Postgres!.Port);
+        Assert.Null(config.Listen.Admin);
+        Assert.Equal(AuthMethod.ScramSha256, config.Auth.Method);
+        var database = Assert.Single(config.Databases);
+        Assert.Equal(new HostPort("10.0.0.1", 5433), database.Primary);
+        Assert.Equal("app", database.ServerDatabase);
+        Assert.Equal(PoolMode.Transaction, database.Pool.Mode);
+        Assert.Equal(20, database.Pool.Size);
+        Assert.Equal("DISCARD ALL", database.Pool.ResetQuery);
+    }
+
+    [Fact]
+    public void Load_DatabasePoolOverridesDefaults()
+    {
+        var config = ConfigLoader.LoadYaml("""
+            pool:
+              size: 10
+              mode: session
+            users: [ { name: app, password: pw } ]
+            databases:
+              - name: a
+                primary: h:1
+              - name: b
+                primary: h:2
+                pool: { size: 3, waitTimeoutMs: 250 }
+            """);
+        Assert.Equal(10, config.FindDatabase("a")!.Pool.Size);
+        Assert.Equal(PoolMode.Session, config.FindDatabase("b")!.Pool.Mode);
+        Assert.Equal(3, config.FindDatabase("b")!.Pool.Size);
+        Assert.Equal(TimeSpan.FromMilliseconds(250), config.FindDatabase("b")!.Pool.WaitTimeout);
+    }
+
+    [Theory]
+    [InlineData("pool:\n  mode: statement\n", "pool.mode")]
+    [InlineData("pool:\n  size: 0\n", "pool.size")]
+    [InlineData("auth:\n  method: ldap\n", "auth.method")]
+    [InlineData("listen:\n  postgres: nowhere\n", "listen.postgres")]
+    [InlineData("listen:\n  postgres: 127.0.0.1:99999\n", "listen.postgres")]
+    [InlineData("clients:\n  maxConnections: -1\n", "clients.maxConnections")]
+    public void Load_InvalidValue_NamesTheKey(string yaml, string key)
+    {
+        var error = Assert.Throws<ConfigException>(() => ConfigLoader.LoadYaml(yaml + Minimal));
+        Assert.Equal(key, error.Key);
+    }
+
+    [Fact]
+    public void Load_UnknownKey_ReportsItsNameAndLine()
+    {
+        var error = Assert.Throws<ConfigException>(() => ConfigLoader.LoadYaml(Minimal + "\npool:\n  sise: 3\n"));
+        Assert.Contains("unknown key 'sise'", error.Message);
+        Assert.StartsWith("config:8:", error.Key);
+    }
+
+    [Fact]
+    public void Load_NoDatabase_SaysHowToAddOne()
+    {
+        var error = Assert.Throws<ConfigException>(() => ConfigLoader.LoadYaml("users: []"));
+        Assert.Equal("databases", error.Key);
+        Assert.Contains("--primary", error.Message);
+    }
+
+    [Fact]
+    public void Load_DuplicateDatabase_NamesTheSecond()
+    {
+        var error = Assert.Throws<ConfigException>(() => ConfigLoader.LoadYaml(Minimal + "\n  - name: app\n    primary: h:1\n"));
+        Assert.Equal("databases[1].name", error.Key);
+    }
+
+    [Fact]
+    public void Load_ScramUserWithoutSecret_IsRejected()
+    {
+        var error = Assert.Throws<ConfigException>(() => ConfigLoader.LoadYaml("users: [ { name: x } ]\ndatabases: [ { name: d, primary: 'h:1' } ]"));
+        Assert.Equal("users[0]", error.Key);
+    }
+
+    [Fact]
+    public void Load_QuickStartPrimaryUrl_AddsDatabaseAndUser()
+    {
+        var config = ConfigLoader.Load(new CommandLineOverrides
+        {
+            Primary = "postgres://bob:p%40ss@db.internal:5544/shop",
+            Listen = "0.0.0.0:7000",
+            PoolSize = 7,
+            PoolMode = "session",
+        });
+        var database = Assert.Single(config.Databases);
+        Assert.Equal("shop", database.Name);
+        Assert.Equal(new HostPort("db.internal", 5544), database.Primary);
+        Assert.Equal(7, database.Pool.Size);
+        Assert.Equal(PoolMode.Session, database.Pool.Mode);
+        var user = Assert.Single(config.Users);
+        Assert.Equal("bob", user.Name);
+        Assert.Equal("p@ss", user.Password);
+        Assert.Equal(7000, config.Listen.Postgres!.Port);
+    }
+
+    [Fact]
+    public void UserConfig_ToString_NeverShowsSecrets()
+    {
+        var config = ConfigLoader.LoadYaml(Minimal);
+        Assert.DoesNotContain("pw", config.Users[0].ToString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("host:5432", "host", 5432)]
+    [InlineData("[::1]:6000", "::1", 6000)]
+    [InlineData("10.1.2.3", "10.1.2.3", 5432)]
+    public void ParseHostPort_Forms(string text, string host, int port) =>
+        Assert.Equal(new HostPort(host, port), ConfigLoader.ParseHostPort("k", text, 5432));
+}

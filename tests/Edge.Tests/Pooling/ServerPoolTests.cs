@@ -1,0 +1,223 @@
+using MProxy.Edge.Pooling;
+using MProxy.TestSupport;
+
+namespace MProxy.Edge.Tests.Pooling;
+
+public sealed class ServerPoolTests
+{
+    private readonly ManualTimeProvider _time = new();
+    private readonly FakeFactory _factory;
+
+    public ServerPoolTests() => _factory = new FakeFactory(_time);
+
+    private ServerPool<FakeConnection> Pool(int size = 2, int minSize = 0, int waitMs = 1000, int idleMs = 60_000, int lifetimeMs = 3_600_000, int checkAfterIdleMs = 30_000) =>
+        new("db/user", new PoolSettings(size, minSize, TimeSpan.FromMilliseconds(waitMs), TimeSpan.FromSeconds(5),
+            TimeSpan.FromMilliseconds(idleMs), TimeSpan.FromMilliseconds(lifetimeMs), TimeSpan.FromMilliseconds(checkAfterIdleMs)), _factory, _time);
+
+    [Fact]
+    public async Task Acquire_ReusesReturnedConnection_MostRecentFirst()
+    {
+        var pool = Pool();
+        var a = await pool.AcquireAsync(default);
+        var b = await pool.AcquireAsync(default);
+        pool.Return(a);
+        pool.Return(b);
+        Assert.Same(b, await pool.AcquireAsync(default));
+        Assert.Equal(2, _factory.Opened);
+    }
+
+    [Fact]
+    public async Task Acquire_PoolFull_WaitsThenTimesOutWithPoolNameSizeAndWait()
+    {
+        var pool = Pool(size: 1, waitMs: 500);
+        await pool.AcquireAsync(default);
+        var waiting = pool.AcquireAsync(default).AsTask();
+        Assert.False(waiting.IsCompleted);
+        Assert.Equal(1, pool.GetStats().Waiting);
+        _time.Advance(TimeSpan.FromMilliseconds(499));
+        Assert.False(waiting.IsCompleted);
+        _time.Advance(TimeSpan.FromMilliseconds(2));
+        var error = await Assert.ThrowsAsync<PoolTimeoutException>(() => waiting);
+        Assert.Contains("db/user", error.Message);
+        Assert.Contains("1 of 1", error.Message);
+        Assert.Equal(0, pool.GetStats().Waiting);
+    }
+
+    [Fact]
+    public async Task Return_HandsConnectionToWaitersInFifoOrder()
+    {
+        var pool = Pool(size: 1, waitMs: 10_000);
+        var held = await pool.AcquireAsync(default);
+        var first = pool.AcquireAsync(default).AsTask();
+        var second = pool.AcquireAsync(default).AsTask();
+        pool.Return(held);
+        Assert.Same(held, await first);
+        Assert.False(second.IsCompleted);
+        pool.Return(held);
+        Assert.Same(held, await second);
+    }
+
+    [Fact]
+    public async Task Acquire_NeverOpensMoreThanSize()
+    {
+        var pool = Pool(size: 3, waitMs: 10_000);
+        var leased = new List<FakeConnection>();
+        for (var i = 0; i < 3; i++)
+            leased.Add(await pool.AcquireAsync(default));
+        var waiters = Enumerable.Range(0, 5).Select(_ => pool.AcquireAsync(default).AsTask()).ToList();
+        Assert.Equal(3, _factory.Opened);
+        foreach (var c in leased)
+            pool.Return(c);
+        await Task.WhenAll(waiters.Take(3));
+        Assert.Equal(3, _factory.Opened);
+        Assert.Equal(3, pool.GetStats().Total);
+    }
+
+    [Fact]
+    public async Task Return_BrokenConnection_IsClosed_AndWaiterOpensANewOne()
+    {
+        var pool = Pool(size: 1, waitMs: 10_000);
+        var held = await pool.AcquireAsync(default);
+        var waiter = pool.AcquireAsync(default).AsTask();
+        held.IsBroken = true;
+        pool.Return(held);
+        var fresh = await waiter;
+        Assert.NotSame(held, fresh);
+        Assert.Contains(held, _factory.Closed);
+        Assert.Equal(1, pool.GetStats().Total);
+    }
+
+    [Fact]
+    public async Task OpenFailure_FreesTheSlot()
+    {
+        var pool = Pool(size: 1);
+        _factory.FailNextOpen = true;
+        await Assert.ThrowsAsync<InvalidOperationException>(async () => await pool.AcquireAsync(default));
+        Assert.Equal(0, pool.GetStats().Total);
+        Assert.NotNull(await pool.AcquireAsync(default));
+    }
+
+    [Fact]
+    public async Task Maintain_ClosesConnectionsIdlePastTimeout_KeepingMinSize()
+    {
+        var pool = Pool(size: 3, minSize: 1, idleMs: 1000);
+        var a = await pool.AcquireAsync(default);
+        var b = await pool.AcquireAsync(default);
+        pool.Return(a);
+        pool.Return(b);
+        _time.Advance(TimeSpan.FromMilliseconds(1001));
+        pool.Maintain();
+        Assert.Equal(1, pool.GetStats().Total);
+        Assert.Single(_factory.Closed);
+    }
+
+    [Fact]
+    public async Task Maintain_OpensUpToMinSize()
+    {
+        var pool = Pool(size: 3, minSize: 2);
+        pool.Maintain();
+        await _factory.WaitForOpenedAsync(2);
+        Assert.Equal(2, pool.GetStats().Total);
+    }
+
+    [Fact]
+    public async Task Return_PastLifetime_ClosesInsteadOfPooling()
+    {
+        var pool = Pool(size: 2, lifetimeMs: 1000);
+        var a = await pool.AcquireAsync(default);
+        _time.Advance(TimeSpan.FromMilliseconds(1500));
+        pool.Return(a);
+        Assert.Contains(a, _factory.Closed);
+        Assert.Equal(0, pool.GetStats().Total);
+    }
+
+    [Fact]
+    public async Task Acquire_AfterLongIdle_ChecksConnection_AndDiscardsAFailingOne()
+    {
+        var pool = Pool(size: 2, checkAfterIdleMs: 1000);
+        var a = await pool.AcquireAsync(default);
+        pool.Return(a);
+        _time.Advance(TimeSpan.FromSeconds(2));
+        _factory.CheckResult = false;
+        var b = await pool.AcquireAsync(default);
+        Assert.NotSame(a, b);
+        Assert.Equal(1, _factory.Checks);
+        Assert.Contains(a, _factory.Closed);
+    }
+
+    [Fact]
+    public async Task Close_FailsWaitersAndClosesIdle()
+    {
+        var pool = Pool(size: 1, waitMs: 10_000);
+        var a = await pool.AcquireAsync(default);
+        var waiter = pool.AcquireAsync(default).AsTask();
+        pool.Close();
+        await Assert.ThrowsAsync<PoolClosedException>(() => waiter);
+        pool.Return(a);
+        Assert.Contains(a, _factory.Closed);
+        await Assert.ThrowsAsync<PoolClosedException>(async () => await pool.AcquireAsync(default));
+    }
+
+    [Fact]
+    public async Task Acquire_Cancelled_LeavesTheQueue()
+    {
+        var pool = Pool(size: 1, waitMs: 10_000);
+        var a = await pool.AcquireAsync(default);
+        using var cts = new CancellationTokenSource();
+        var waiter = pool.AcquireAsync(cts.Token).AsTask();
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiter);
+        Assert.Equal(0, pool.GetStats().Waiting);
+        pool.Return(a);
+        Assert.Same(a, await pool.AcquireAsync(default));
+    }
+
+    internal sealed class FakeConnection(long id, long openedAt) : IPooledConnection
+    {
+        public long Id { get; } = id;
+        public bool IsBroken { get; set; }
+        public long OpenedAt { get; } = openedAt;
+        public long IdleSince { get; set; } = openedAt;
+    }
+
+    private sealed class FakeFactory(TimeProvider time) : IServerConnectionFactory<FakeConnection>
+    {
+        private readonly List<FakeConnection> _closed = [];
+        private int _opened;
+
+        public int Opened => Volatile.Read(ref _opened);
+        public int Checks { get; private set; }
+        public bool FailNextOpen { get; set; }
+        public bool CheckResult { get; set; } = true;
+        public IReadOnlyList<FakeConnection> Closed { get { lock (_closed) return [.. _closed]; } }
+
+        public ValueTask<FakeConnection> OpenAsync(CancellationToken cancellationToken)
+        {
+            if (FailNextOpen)
+            {
+                FailNextOpen = false;
+                throw new InvalidOperationException("server down");
+            }
+            var id = Interlocked.Increment(ref _opened);
+            return ValueTask.FromResult(new FakeConnection(id, time.GetTimestamp()));
+        }
+
+        public ValueTask<bool> CheckAsync(FakeConnection connection, CancellationToken cancellationToken)
+        {
+            Checks++;
+            return ValueTask.FromResult(CheckResult);
+        }
+
+        public void Close(FakeConnection connection, string reason)
+        {
+            lock (_closed)
+                _closed.Add(connection);
+        }
+
+        public async Task WaitForOpenedAsync(int count)
+        {
+            for (var i = 0; i < 1000 && Opened < count; i++)
+                await Task.Yield();
+        }
+    }
+}
