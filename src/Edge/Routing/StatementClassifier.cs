@@ -1,0 +1,96 @@
+namespace MProxy.Edge.Routing;
+
+/// <summary>
+/// The routing decision inputs of one query text: read or write, transaction control, session
+/// effects, hints and fingerprint. Pure: no I/O, no clock; allocation-free unless the text carries
+/// a group name or traceparent hint.
+/// </summary>
+public static class StatementClassifier
+{
+    /// <summary>Classifies a query text (one or more statements) given as the UTF-8 bytes of the wire.</summary>
+    public static StatementInfo Classify(ReadOnlySpan<byte> sql, SqlDialect dialect, RoutingRules rules)
+    {
+        ArgumentNullException.ThrowIfNull(rules);
+        var options = rules.LexerOptions(dialect);
+        var cursor = new TokenCursor(sql, dialect, options, collectHints: true);
+        var count = 0;
+        var kind = StatementKind.Empty;
+        var access = StatementAccess.Neutral;
+        var transaction = TransactionEffects.None;
+        var isolation = TransactionIsolation.Default;
+        var boundary = TransactionBoundary.None;
+        var session = SessionEffects.None;
+        var name = default(TextRange);
+        while (cursor.Next(out var head))
+        {
+            if (head.Kind == SqlTokenKind.Semicolon)
+                continue;
+            var facts = new StatementFacts();
+            StatementAnalyzer.Analyze(ref cursor, head, rules, ref facts);
+            if (count++ == 0)
+                kind = facts.Kind;
+            if (facts.Access > access)
+                access = facts.Access;
+            transaction |= facts.Transaction;
+            if (facts.Isolation != TransactionIsolation.Default)
+                isolation = facts.Isolation;
+            if (facts.Boundary != TransactionBoundary.None)
+                boundary = facts.Boundary;
+            session |= facts.Session;
+            if (name.IsEmpty)
+                name = facts.Name;
+        }
+        return new StatementInfo
+        {
+            Kind = kind,
+            Access = access,
+            Transaction = transaction,
+            Isolation = isolation,
+            Boundary = boundary,
+            Session = session,
+            StatementName = name,
+            StatementCount = count,
+            HasUnterminatedToken = cursor.HadUnterminated,
+            Hints = cursor.BuildHints(),
+            Fingerprint = Fingerprinter.Compute(sql, dialect, options),
+        };
+    }
+
+    /// <summary>The statements of a text one by one (for tracking every PREPARE / DEALLOCATE name); hints and fingerprint are not computed.</summary>
+    public static StatementEnumerator Split(ReadOnlySpan<byte> sql, SqlDialect dialect, RoutingRules rules)
+    {
+        ArgumentNullException.ThrowIfNull(rules);
+        return new StatementEnumerator(sql, dialect, rules);
+    }
+}
+
+/// <summary>Enumerates the statements of a query text without allocating; use with <c>foreach</c>.</summary>
+public ref struct StatementEnumerator
+{
+    private readonly RoutingRules _rules;
+    private TokenCursor _cursor;
+
+    internal StatementEnumerator(ReadOnlySpan<byte> sql, SqlDialect dialect, RoutingRules rules)
+    {
+        _rules = rules;
+        _cursor = new TokenCursor(sql, dialect, rules.LexerOptions(dialect), collectHints: false);
+    }
+
+    public SqlStatement Current { get; private set; }
+
+    public readonly StatementEnumerator GetEnumerator() => this;
+
+    public bool MoveNext()
+    {
+        while (_cursor.Next(out var head))
+        {
+            if (head.Kind == SqlTokenKind.Semicolon)
+                continue;
+            var facts = new StatementFacts();
+            StatementAnalyzer.Analyze(ref _cursor, head, _rules, ref facts);
+            Current = facts.ToStatement();
+            return true;
+        }
+        return false;
+    }
+}
