@@ -319,13 +319,16 @@ internal struct HashSink(ulong hash) : IShapeSink
     }
 }
 
-/// <summary>Writes the normalized text: words in lower case, one space between tokens except around brackets, dots and commas.</summary>
+/// <summary>
+/// Writes the normalized text: words in lower case, one space between tokens, none inside brackets,
+/// around dots and casts, before commas, or between a function name and its parenthesis.
+/// </summary>
 internal struct RenderSink(ArrayBufferWriter<byte> output) : IShapeSink
 {
     private readonly ArrayBufferWriter<byte> _output = output;
     private ShapePiece _last;
     private byte _lastSymbol;
-    private bool _lastWordIsKeyword;
+    private bool _lastWordOpensClause;
 
     public void Piece(ShapePiece kind, ReadOnlySpan<byte> bytes)
     {
@@ -356,7 +359,11 @@ internal struct RenderSink(ArrayBufferWriter<byte> output) : IShapeSink
         _lastSymbol = kind is ShapePiece.Symbol or ShapePiece.Separator && bytes.Length == 1 ? bytes[0] : (byte)0;
         if (kind == ShapePiece.Symbol && bytes.SequenceEqual("::"u8))
             _lastSymbol = (byte)':';
-        _lastWordIsKeyword = kind == ShapePiece.Word && SqlKeywords.Lookup(bytes) != SqlKeyword.None;
+        _lastWordOpensClause = kind == ShapePiece.Word && SqlKeywords.Lookup(bytes) is SqlKeyword.In or SqlKeyword.Values
+            or SqlKeyword.As or SqlKeyword.From or SqlKeyword.Join or SqlKeyword.On or SqlKeyword.Using or SqlKeyword.And
+            or SqlKeyword.Or or SqlKeyword.Not or SqlKeyword.Where or SqlKeyword.Select or SqlKeyword.Into or SqlKeyword.Table
+            or SqlKeyword.Set or SqlKeyword.With or SqlKeyword.Returning or SqlKeyword.Exists or SqlKeyword.Then
+            or SqlKeyword.Else or SqlKeyword.When or SqlKeyword.By or SqlKeyword.Having or SqlKeyword.Is;
     }
 
     public readonly string ToText() => Encoding.UTF8.GetString(_output.WrittenSpan);
@@ -375,8 +382,8 @@ internal struct RenderSink(ArrayBufferWriter<byte> output) : IShapeSink
             return true;
         return bytes[0] switch
         {
-            (byte)')' or (byte)']' or (byte)',' or (byte)'.' or (byte)'[' => false,
-            (byte)'(' => !(_last is ShapePiece.QuotedIdentifier || (_last == ShapePiece.Word && !_lastWordIsKeyword)),
+            (byte)')' or (byte)']' or (byte)',' or (byte)'.' or (byte)'[' or (byte)':' => false,
+            (byte)'(' => !(_last is ShapePiece.QuotedIdentifier or ShapePiece.Variable || (_last == ShapePiece.Word && !_lastWordOpensClause)),
             _ => true,
         };
     }

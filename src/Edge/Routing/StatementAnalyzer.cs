@@ -710,7 +710,7 @@ internal static class StatementAnalyzer
                         }
                         else if (token.Is(SqlKeyword.Transaction))
                         {
-                            f.Transaction |= TransactionEffects.SetCharacteristics;
+                            // SET SESSION|GLOBAL TRANSACTION: defaults for later transactions, not this one.
                             if (!global)
                                 f.Session |= SessionEffects.SetParameter;
                             phase = SetPhase.Rest;
