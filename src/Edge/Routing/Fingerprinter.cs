@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Buffers.Binary;
 using System.Text;
 
 namespace MProxy.Edge.Routing;
@@ -17,7 +16,8 @@ namespace MProxy.Edge.Routing;
 /// <item>comments (mproxy hints included), whitespace and trailing semicolons do not count;</item>
 /// <item>keywords and unquoted identifiers compare ASCII case-insensitively; PostgreSQL quoted
 /// identifiers compare case-sensitively, except that "abc" equals abc when the quotes add nothing;
-/// MySQL backquoted identifiers compare like unquoted ones, as MySQL itself treats them.</item>
+/// MySQL backquoted identifiers compare like unquoted ones (case-insensitively), as MySQL itself
+/// treats them.</item>
 /// </list>
 /// The id is FNV-1a 64 over the normalized token stream (each token: a kind byte, its length as four
 /// little-endian bytes, its bytes): stable across runs, machines and versions of .NET. Changing the
@@ -160,10 +160,23 @@ public static class Fingerprinter
         where TSink : struct, IShapeSink
     {
         var name = StatementAnalyzer.IdentifierText(sql, token);
-        if (!pg || IsPlainLowerIdentifier(name))
-            sink.Piece(ShapePiece.Word, name);
+        if (pg)
+            sink.Piece(IsPlainLowerIdentifier(name) ? ShapePiece.Word : ShapePiece.QuotedIdentifier, name);
         else
-            sink.Piece(ShapePiece.QuotedIdentifier, name);
+            sink.Piece(IsPlainIdentifier(name) ? ShapePiece.Word : ShapePiece.FoldedQuotedIdentifier, name);
+    }
+
+    // What MySQL would read the same without backquotes (in either case).
+    private static bool IsPlainIdentifier(ReadOnlySpan<byte> name)
+    {
+        if (name.IsEmpty)
+            return false;
+        foreach (var b in name)
+        {
+            if (!SqlLexer.IsIdentifierPart(b))
+                return false;
+        }
+        return true;
     }
 
     // What PostgreSQL would read the same without quotes: [a-z_][a-z0-9_$]*, non-ASCII allowed.
@@ -285,6 +298,9 @@ internal enum ShapePiece : byte
 
     /// <summary>The semicolon between two statements.</summary>
     Separator = 6,
+
+    /// <summary>A MySQL backquoted identifier that needs its quotes, compared case-insensitively like any MySQL identifier.</summary>
+    FoldedQuotedIdentifier = 7,
 }
 
 internal interface IShapeSink
@@ -308,11 +324,12 @@ internal struct HashSink(ulong hash) : IShapeSink
     public void Piece(ShapePiece kind, ReadOnlySpan<byte> bytes)
     {
         var hash = Fnv1a64.Append(Hash, (byte)kind);
-        Span<byte> length = stackalloc byte[4];
-        BinaryPrimitives.WriteInt32LittleEndian(length, bytes.Length);
-        foreach (var b in length)
-            hash = Fnv1a64.Append(hash, b);
-        var fold = kind is ShapePiece.Word or ShapePiece.Variable;
+        var length = bytes.Length; // four bytes, little-endian
+        hash = Fnv1a64.Append(hash, (byte)length);
+        hash = Fnv1a64.Append(hash, (byte)(length >> 8));
+        hash = Fnv1a64.Append(hash, (byte)(length >> 16));
+        hash = Fnv1a64.Append(hash, (byte)(length >> 24));
+        var fold = kind is ShapePiece.Word or ShapePiece.Variable or ShapePiece.FoldedQuotedIdentifier;
         foreach (var b in bytes)
             hash = Fnv1a64.Append(hash, fold && (uint)(b - 'A') <= 'Z' - 'A' ? (byte)(b | 0x20) : b);
         Hash = hash;
@@ -346,10 +363,12 @@ internal struct RenderSink(ArrayBufferWriter<byte> output) : IShapeSink
                 break;
             case ShapePiece.Word:
             case ShapePiece.Variable:
-                var span = _output.GetSpan(bytes.Length);
-                for (var i = 0; i < bytes.Length; i++)
-                    span[i] = (uint)(bytes[i] - 'A') <= 'Z' - 'A' ? (byte)(bytes[i] | 0x20) : bytes[i];
-                _output.Advance(bytes.Length);
+                WriteLower(bytes);
+                break;
+            case ShapePiece.FoldedQuotedIdentifier:
+                Write("`"u8);
+                WriteLower(bytes);
+                Write("`"u8);
                 break;
             default:
                 Write(bytes);
@@ -383,10 +402,18 @@ internal struct RenderSink(ArrayBufferWriter<byte> output) : IShapeSink
         return bytes[0] switch
         {
             (byte)')' or (byte)']' or (byte)',' or (byte)'.' or (byte)'[' or (byte)':' => false,
-            (byte)'(' => !(_last is ShapePiece.QuotedIdentifier or ShapePiece.Variable || (_last == ShapePiece.Word && !_lastWordOpensClause)),
+            (byte)'(' => !(_last is ShapePiece.QuotedIdentifier or ShapePiece.FoldedQuotedIdentifier or ShapePiece.Variable || (_last == ShapePiece.Word && !_lastWordOpensClause)),
             _ => true,
         };
     }
 
     private readonly void Write(ReadOnlySpan<byte> bytes) => _output.Write(bytes);
+
+    private readonly void WriteLower(ReadOnlySpan<byte> bytes)
+    {
+        var span = _output.GetSpan(bytes.Length);
+        for (var i = 0; i < bytes.Length; i++)
+            span[i] = (uint)(bytes[i] - 'A') <= 'Z' - 'A' ? (byte)(bytes[i] | 0x20) : bytes[i];
+        _output.Advance(bytes.Length);
+    }
 }

@@ -47,6 +47,7 @@ public sealed class FingerprinterTests
         { My, "VALUES ROW(1, 2), ROW(3, 4)", "VALUES ROW(5, 6)" },
         { My, "# c\nSELECT 1", "SELECT 2" },
         { My, "SELECT @X := 1", "SELECT @x := 2" },
+        { My, "SELECT `Order Id` FROM t", "SELECT `order id` FROM t" },
     };
 
     [Theory]
@@ -74,6 +75,7 @@ public sealed class FingerprinterTests
         { Pg, "SELECT * FROM t FOR UPDATE", "SELECT * FROM t" },
         { Pg, "SELECT * FROM t WHERE a = $1", "SELECT * FROM t WHERE a = b" },
         { My, "SELECT @a", "SELECT @b" },
+        { My, "SELECT `a b` FROM t", "SELECT a b FROM t" },
         { My, "SELECT * FROM t WHERE a = ?", "SELECT * FROM t WHERE a = b" },
     };
 
@@ -99,6 +101,7 @@ public sealed class FingerprinterTests
         { My, "SELECT * FROM `Orders` WHERE id IN (?, ?) LIMIT 10", "select * from orders where id in (?) limit ?" },
         { My, "SELECT @x := 1, @@session.sql_mode", "select @x := ?, @@session.sql_mode" },
         { My, "INSERT INTO t VALUES ROW(1, 2), ROW(3, 4)", "insert into t values row(?, ?)" },
+        { My, "SELECT `Order Id`, `Total` FROM `Orders`", "select `order id`, total from orders" },
         { Pg, "", "" },
     };
 

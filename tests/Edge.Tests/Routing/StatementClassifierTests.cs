@@ -282,6 +282,21 @@ public sealed class StatementClassifierTests
         Assert.Equal(0, allocated);
     }
 
+    [Fact]
+    public void Classify_GroupHint_AllocatesOnlyForTheHintStrings()
+    {
+        // The control for the test above: the measurement does see allocations.
+        var bytes = Encoding.UTF8.GetBytes("/* mproxy: group=batch */ SELECT 1");
+        StatementClassifier.Classify(bytes, Pg, RoutingRules.Default);
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var info = StatementClassifier.Classify(bytes, Pg, RoutingRules.Default);
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal("batch", info.Hints.ResourceGroup);
+        Assert.InRange(allocated, 1, 64);
+    }
+
     public static TheoryData<SqlDialect, string> Tricky => new()
     {
         { Pg, "SELECT E'a\\'b' || $q$x$q$ /* /* */ */ -- c\n FROM \"t\"\"x\" WHERE a::int = $1 FOR UPDATE; BEGIN READ ONLY" },
