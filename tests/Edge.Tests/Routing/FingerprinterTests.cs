@@ -1,6 +1,5 @@
 using System.Text;
 using MProxy.Edge.Routing;
-using Xunit;
 
 namespace MProxy.Edge.Tests.Routing;
 

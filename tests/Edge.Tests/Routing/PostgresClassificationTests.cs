@@ -1,6 +1,5 @@
 using System.Text;
 using MProxy.Edge.Routing;
-using Xunit;
 using S = MProxy.Edge.Routing.SessionEffects;
 using T = MProxy.Edge.Routing.TransactionEffects;
 

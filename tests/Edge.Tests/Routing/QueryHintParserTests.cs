@@ -1,7 +1,6 @@
 using System.Text;
 using MProxy.Abstractions;
 using MProxy.Edge.Routing;
-using Xunit;
 
 namespace MProxy.Edge.Tests.Routing;
 
