@@ -48,6 +48,8 @@ public static class TenantBudgetLogic
             if (IsLive(entry, config, now))
                 live.Add(entry);
         live.Add(me);
+        // Sizing must not depend on who happens to call first: order live edges by id.
+        live.Sort((a, b) => a.Edge.CompareTo(b.Edge));
         double debt = 0;
         foreach (var entry in live)
             debt += entry.DebtRu;
@@ -103,7 +105,7 @@ public static class TenantBudgetLogic
         for (var i = 0; i < live.Count; i++)
             wants[i] = Math.Max(live[i].DemandRuPerSecond * config.DemandHeadroom, fair * config.IdleShareFraction);
         var targets = FairShare.Allocate(budget, wants);
-        var target = targets[live.Count - 1];
+        var target = targets[live.IndexOf(me)];
 
         double othersRate = 0, othersBurst = 0;
         foreach (var entry in others)

@@ -42,6 +42,9 @@ public static class CapacityLogic
             if (IsLive(entry, config, now))
                 live.Add(entry);
         live.Add(me);
+        // Sizing must not depend on who happens to call first: order live edges by id.
+        live.Sort((a, b) => a.Edge.CompareTo(b.Edge));
+        var myIndex = live.IndexOf(me);
 
         var sequence = state.LastSequence + 1;
         var validUntil = now + config.LeasePeriod;
@@ -56,7 +59,7 @@ public static class CapacityLogic
             var wants = new int[live.Count];
             for (var i = 0; i < live.Count; i++)
                 wants[i] = Math.Max(1, live[i].Wanted);
-            var target = FairShare.AllocateSlots(limit, wants)[live.Count - 1];
+            var target = FairShare.AllocateSlots(limit, wants)[myIndex];
             var othersCommitted = 0;
             foreach (var entry in others)
                 othersCommitted += Committed(entry, config, now);

@@ -62,10 +62,11 @@ public sealed partial class GrainHost : IAsyncDisposable
             try
             {
                 await using var transaction = await _store.LockAsync(key, cancellationToken).ConfigureAwait(false);
+                var version = transaction.Version;
                 TState? state = null;
-                if (transaction.Version != 0)
+                if (version != 0)
                 {
-                    state = transaction.Version == activation.Version && activation.State is TState cached
+                    state = version == activation.Version && activation.State is TState cached
                         ? cached
                         : JsonSerializer.Deserialize(transaction.State.Span, json) ?? throw new JsonException($"grain {key}: stored state is null");
                 }
@@ -74,13 +75,13 @@ public sealed partial class GrainHost : IAsyncDisposable
                 if (ReferenceEquals(next, state))
                 {
                     await transaction.CommitAsync(null, now, cancellationToken).ConfigureAwait(false);
-                    activation.Remember(transaction.Version, state);
+                    activation.Remember(version, state);
                 }
                 else
                 {
                     var bytes = JsonSerializer.SerializeToUtf8Bytes(next, json);
                     await transaction.CommitAsync(bytes, now, cancellationToken).ConfigureAwait(false);
-                    activation.Remember(transaction.Version + 1, next);
+                    activation.Remember(version + 1, next);
                 }
                 return reply;
             }

@@ -46,11 +46,12 @@ public sealed class InMemoryGrainStore : IGrainStore
 
     private sealed class Transaction(GrainKey key, Slot slot) : IGrainTransaction
     {
+        private readonly StoredGrain? _locked = slot.Record;
         private bool _done;
 
-        public long Version => slot.Record?.Version ?? 0;
+        public long Version => _locked?.Version ?? 0;
 
-        public ReadOnlyMemory<byte> State => slot.Record?.State ?? ReadOnlyMemory<byte>.Empty;
+        public ReadOnlyMemory<byte> State => _locked?.State ?? ReadOnlyMemory<byte>.Empty;
 
         public Task CommitAsync(ReadOnlyMemory<byte>? state, DateTimeOffset now, CancellationToken cancellationToken)
         {

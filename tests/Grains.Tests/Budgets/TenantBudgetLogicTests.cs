@@ -1,6 +1,5 @@
 using MProxy.Abstractions.Policy;
 using MProxy.Grains.Budgets;
-using Xunit;
 
 namespace MProxy.Grains.Tests.Budgets;
 

@@ -1,6 +1,5 @@
 using MProxy.Abstractions.Policy;
 using MProxy.Grains.Budgets;
-using Xunit;
 
 namespace MProxy.Grains.Tests.Budgets;
 
@@ -39,6 +38,14 @@ public sealed class TenantBudgetPropertyTests
         public double Demand { get; set; }
     }
 
+    private static double RandomDemand(Random random) => random.Next(4) switch
+    {
+        0 => 0,
+        1 => random.NextDouble() * 30,
+        2 => 30 + (random.NextDouble() * 100),
+        _ => 100 + (random.NextDouble() * 500),
+    };
+
     public static TheoryData<int> Seeds()
     {
         var data = new TheoryData<int>();
@@ -64,7 +71,7 @@ public sealed class TenantBudgetPropertyTests
             var now = Start + TimeSpan.FromSeconds(t);
 
             if (edges.Count(e => !e.Crashed) < 2 || random.NextDouble() < 0.01)
-                edges.Add(new SimEdge(new EdgeId($"edge-{nextId++}"), t + random.NextDouble()));
+                edges.Add(new SimEdge(new EdgeId($"edge-{nextId++}"), t + random.NextDouble()) { Demand = RandomDemand(random) });
             foreach (var edge in edges)
             {
                 if (edge.Crashed)
@@ -75,7 +82,7 @@ public sealed class TenantBudgetPropertyTests
                 else if (roll < 0.006)
                     edge.Partitioned = !edge.Partitioned;
                 if (random.NextDouble() < 0.02)
-                    edge.Demand = random.Next(4) switch { 0 => 0, 1 => random.NextDouble() * 20, 2 => random.NextDouble() * 100, _ => 50 + (random.NextDouble() * 500) };
+                    edge.Demand = RandomDemand(random);
             }
 
             foreach (var edge in edges)

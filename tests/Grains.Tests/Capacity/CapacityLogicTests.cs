@@ -1,6 +1,5 @@
 using MProxy.Abstractions.Policy;
 using MProxy.Grains.Capacity;
-using Xunit;
 
 namespace MProxy.Grains.Tests.Capacity;
 
@@ -21,7 +20,7 @@ public sealed class CapacityLogicTests
     {
         var state = CapacityState.Initial;
         var applied = new Dictionary<string, BackendSlotLease>();
-        for (var round = 0; round < 4; round++)
+        for (var round = 0; round < 8; round++)
             foreach (var name in new[] { "a", "b", "c" })
             {
                 var now = Start + TimeSpan.FromSeconds(round);

@@ -1,6 +1,5 @@
 using MProxy.Abstractions.Policy;
 using MProxy.Grains.Configuration;
-using Xunit;
 
 namespace MProxy.Grains.Tests.Configuration;
 

@@ -1,6 +1,5 @@
 using MProxy.Abstractions.Policy;
 using MProxy.Grains.Fingerprints;
-using Xunit;
 
 namespace MProxy.Grains.Tests.Fingerprints;
 

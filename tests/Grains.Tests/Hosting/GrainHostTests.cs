@@ -1,7 +1,6 @@
 using MProxy.Grains.Hosting;
 using MProxy.Grains.Storage;
 using MProxy.TestSupport;
-using Xunit;
 
 namespace MProxy.Grains.Tests.Hosting;
 

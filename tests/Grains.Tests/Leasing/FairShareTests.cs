@@ -1,5 +1,4 @@
 using MProxy.Grains.Leasing;
-using Xunit;
 
 namespace MProxy.Grains.Tests.Leasing;
 

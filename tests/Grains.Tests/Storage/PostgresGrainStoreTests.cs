@@ -6,7 +6,6 @@ using MProxy.Grains.Hosting;
 using MProxy.Grains.Storage;
 using MProxy.Grains.Tests.Hosting;
 using MProxy.TestSupport;
-using Xunit;
 
 namespace MProxy.Grains.Tests.Storage;
 
