@@ -1,4 +1,3 @@
-var builder = WebApplication.CreateSlimBuilder(args);
-var app = builder.Build();
-app.MapGet("/healthz", () => Results.Text("ok\n"));
-await app.RunAsync();
+using MProxy.Silo.Hosting;
+
+return await SiloCommandLine.RunAsync(args);
