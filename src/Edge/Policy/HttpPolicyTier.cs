@@ -53,6 +53,8 @@ public sealed class HttpPolicyTier : IPolicyTier, IDisposable
             using var message = new HttpRequestMessage(HttpMethod.Post, new Uri(silo, ExchangePath))
             {
                 Content = JsonContent.Create(request, PolicyJsonContext.Default.PolicyExchangeRequest),
+                Version = HttpVersion.Version20,
+                VersionPolicy = HttpVersionPolicy.RequestVersionExact,
             };
             using var response = await _http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
             if (!response.IsSuccessStatusCode)
