@@ -68,3 +68,22 @@ public sealed class PolicyConfigLoaderTests
         Assert.StartsWith("policy:1:", e.Key, StringComparison.Ordinal);
     }
 }
+
+public sealed class ExamplePolicyFileTests
+{
+    [Fact]
+    public void LoadFile_DeployExample_IsValid()
+    {
+        var directory = new DirectoryInfo(AppContext.BaseDirectory);
+        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "MProxy.sln")))
+            directory = directory.Parent;
+        Assert.NotNull(directory);
+
+        var config = PolicyConfigLoader.LoadFile(Path.Combine(directory.FullName, "deploy", "silo-policy.yaml"));
+
+        Assert.Equal(2, config.Tenants.Count);
+        Assert.NotNull(config.DefaultTenant);
+        Assert.Equal(90, config.FindBackend(new BackendId("app"))!.MaxConnections);
+        Assert.NotNull(config.Runaway.Reject);
+    }
+}
