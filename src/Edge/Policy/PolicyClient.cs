@@ -259,6 +259,19 @@ public sealed partial class PolicyClient : BackgroundService, ITenantAllowance, 
                 : report;
         }
 
+        if (_unsentFingerprints.Count > _options.MaxFingerprintsPerExchange)
+        {
+            var cheapest = _unsentFingerprints.Values
+                .OrderBy(f => f.Count > 0 ? f.TotalRu / f.Count : 0)
+                .ThenBy(f => f.Tenant)
+                .ThenBy(f => f.Fingerprint)
+                .Take(_unsentFingerprints.Count - _options.MaxFingerprintsPerExchange)
+                .ToList();
+            foreach (var f in cheapest)
+                _unsentFingerprints.Remove((f.Tenant.Value, f.Fingerprint.Value));
+            FingerprintsDropped(_log, _edge.Value, cheapest.Count);
+        }
+
         var tenants = new List<TenantUsageReport>(_tenants.Count);
         foreach (var (tenant, slot) in _tenants.OrderBy(t => t.Key, StringComparer.Ordinal))
             tenants.Add(new TenantUsageReport
@@ -465,6 +478,9 @@ public sealed partial class PolicyClient : BackgroundService, ITenantAllowance, 
 
     [LoggerMessage(EventId = 804, Level = LogLevel.Information, Message = "Policy tier reachable again for edge {Edge} after {Failures} failed exchanges")]
     private static partial void Recovered(ILogger logger, string edge, int failures);
+
+    [LoggerMessage(EventId = 806, Level = LogLevel.Debug, Message = "Edge {Edge} dropped {Count} cheap query shapes from its report (over the per-exchange cap)")]
+    private static partial void FingerprintsDropped(ILogger logger, string edge, int count);
 
     [LoggerMessage(EventId = 805, Level = LogLevel.Information, Message = "Policy configuration version {Version} in force")]
     private static partial void ConfigVersionChanged(ILogger logger, long version);

@@ -23,6 +23,12 @@ public sealed record PolicyClientOptions
     /// <summary>Tenants with no usage for this long stop being reported (their allowance stays readable).</summary>
     public TimeSpan TenantIdleTimeout { get; init; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>
+    /// At most this many query shapes per exchange, the costliest per execution first (runaway
+    /// candidates); cheaper ones in excess are dropped, so one edge cannot flood the tier.
+    /// </summary>
+    public int MaxFingerprintsPerExchange { get; init; } = 500;
+
     /// <summary>Seeds the retry jitter (deterministic per edge; a simulation passes its own).</summary>
     public int? JitterSeed { get; init; }
 }

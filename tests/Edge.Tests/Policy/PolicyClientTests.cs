@@ -282,3 +282,20 @@ public sealed class PolicyClientTests
         Assert.Equal(10, a.BurstRu, 6);
     }
 }
+
+public sealed class PolicyClientFingerprintCapTests
+{
+    [Fact]
+    public async Task ExchangeOnceAsync_MoreShapesThanCap_ReportsTheCostliestPerExecution()
+    {
+        var time = new ManualTimeProvider();
+        var tier = new ScriptedPolicyTier { Answer = _ => new PolicyExchangeResponse { ServerTime = time.GetUtcNow() } };
+        using var client = new PolicyClient(tier, new PolicyClientOptions { EdgeId = "edge-1", MaxFingerprintsPerExchange = 3 }, time, NullLogger<PolicyClient>.Instance);
+        for (ulong shape = 1; shape <= 10; shape++)
+            client.RecordExecution("acme", shape, ru: shape * 10, latencyMs: 1);
+
+        await client.ExchangeOnceAsync(TestContext.Current.CancellationToken);
+
+        Assert.Equal([8UL, 9UL, 10UL], tier.Requests[0].Fingerprints.Select(f => f.Fingerprint.Value).Order());
+    }
+}
