@@ -41,6 +41,13 @@ public static class EdgeHost
         services.AddHostedService<Janitor>();
         services.AddHostedService<GracefulShutdown>();
 
+        // A proxy's work per read is short and never blocks: run it inline on the socket's I/O
+        // thread instead of hopping to the thread pool at every pipe (both directions, both sides).
+        builder.WebHost.UseSockets(sockets =>
+        {
+            sockets.UnsafePreferInlineScheduling = true;
+            sockets.WaitForDataBeforeAllocatingBuffer = false;
+        });
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;

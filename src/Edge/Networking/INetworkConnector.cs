@@ -17,7 +17,7 @@ public interface INetworkConnector
 public sealed class SocketNetworkConnector(ILoggerFactory loggerFactory) : INetworkConnector, IDisposable
 {
     private readonly SocketConnectionContextFactory _factory = new(
-        new SocketConnectionFactoryOptions { WaitForDataBeforeAllocatingBuffer = false },
+        new SocketConnectionFactoryOptions { WaitForDataBeforeAllocatingBuffer = false, UnsafePreferInlineScheduling = true },
         loggerFactory.CreateLogger<SocketNetworkConnector>());
 
     public async ValueTask<ConnectionContext> ConnectAsync(HostPort endpoint, CancellationToken cancellationToken)

@@ -24,7 +24,6 @@ public sealed class ServerPool<TConnection>
     private readonly TimeProvider _time;
     private int _total;   // open + opening
     private int _opening;
-    private int _liveWaiters;
     private bool _closed;
 
     public ServerPool(string name, PoolSettings settings, IServerConnectionFactory<TConnection> factory, TimeProvider time)
@@ -52,15 +51,17 @@ public sealed class ServerPool<TConnection>
         {
             var longest = TimeSpan.Zero;
             var now = _time.GetTimestamp();
+            var waiting = 0;
             foreach (var waiter in _waiters)
                 if (!waiter.IsCompleted)
                 {
+                    waiting++;
                     var waited = _time.GetElapsedTime(waiter.EnqueuedAt, now);
                     if (waited > longest)
                         longest = waited;
                 }
             var idle = _idle.Count;
-            return new PoolStats(Settings.Size, _total, idle, _total - idle - _opening, _opening, _liveWaiters, longest);
+            return new PoolStats(Settings.Size, _total, idle, _total - idle - _opening, _opening, waiting, longest);
         }
     }
 
@@ -75,7 +76,7 @@ public sealed class ServerPool<TConnection>
         TConnection? connection = null;
         lock (_lock)
         {
-            if (!_closed && _liveWaiters == 0 && _idle.TryPeek(out var top) && IsReusable(top, _time.GetTimestamp()) && !NeedsCheck(top))
+            if (!_closed && !HasWaitersLocked() && _idle.TryPeek(out var top) && IsReusable(top, _time.GetTimestamp()) && !NeedsCheck(top))
                 connection = _idle.Pop();
         }
         return connection is not null ? new ValueTask<TConnection>(connection) : AcquireSlowAsync(cancellationToken);
@@ -96,7 +97,7 @@ public sealed class ServerPool<TConnection>
                     throw new PoolClosedException(Name);
                 var now = _time.GetTimestamp();
                 // Waiters already queued go first: a newcomer never overtakes them.
-                if (_liveWaiters == 0)
+                if (!HasWaitersLocked())
                 {
                     while (_idle.TryPop(out var candidate))
                     {
@@ -119,7 +120,6 @@ public sealed class ServerPool<TConnection>
                 {
                     waiter = new Waiter(started);
                     _waiters.Enqueue(waiter);
-                    _liveWaiters++;
                 }
             }
             CloseAll(stale, "expired while idle");
@@ -160,8 +160,8 @@ public sealed class ServerPool<TConnection>
             {
                 _opening--;
                 _total--;
-                GrantFreeSlotLocked();
             }
+            GrantFreeSlot();
             throw;
         }
     }
@@ -200,50 +200,63 @@ public sealed class ServerPool<TConnection>
         }
         catch (TimeoutException)
         {
-            lock (_lock)
-                _liveWaiters--;
             throw new PoolTimeoutException(Name, Settings.Size, _time.GetElapsedTime(started));
         }
         catch (OperationCanceledException)
         {
-            lock (_lock)
-                _liveWaiters--;
             throw new OperationCanceledException(cancellationToken);
         }
     }
 
     /// <summary>Returns a connection that is idle and clean (or broken: then it is closed).</summary>
+    /// <remarks>
+    /// A waiting client gets the connection directly, and its continuation runs inline on this
+    /// thread, outside the lock (the hand-off costs no thread switch, as in a single-threaded pooler).
+    /// </remarks>
     public void Return(TConnection connection)
     {
-        var close = false;
-        lock (_lock)
+        while (true)
         {
-            var now = _time.GetTimestamp();
-            if (_closed || !IsReusable(connection, now) || _total > Settings.Size)
+            Waiter? waiter;
+            var close = false;
+            lock (_lock)
             {
-                _total--;
-                close = true;
-                GrantFreeSlotLocked();
+                var now = _time.GetTimestamp();
+                if (_closed || !IsReusable(connection, now) || _total > Settings.Size)
+                {
+                    _total--;
+                    close = true;
+                    waiter = null;
+                }
+                else
+                {
+                    waiter = DequeueWaiterLocked();
+                    if (waiter is null)
+                    {
+                        connection.IdleSince = now;
+                        _idle.Push(connection);
+                    }
+                }
             }
-            else if (!HandToWaiterLocked(connection))
+            if (close)
             {
-                connection.IdleSince = now;
-                _idle.Push(connection);
+                _factory.Close(connection, connection.IsBroken ? "broken" : "expired");
+                GrantFreeSlot();
+                return;
             }
+            if (waiter is null || waiter.TryGrant(new Grant(connection)))
+                return;
+            // That waiter gave up (timeout or cancel) meanwhile: offer the connection to the next one.
         }
-        if (close)
-            _factory.Close(connection, connection.IsBroken ? "broken" : "expired");
     }
 
     /// <summary>Closes a leased connection that must not be reused and frees its slot.</summary>
     public void Discard(TConnection connection, string reason)
     {
         lock (_lock)
-        {
             _total--;
-            GrantFreeSlotLocked();
-        }
         _factory.Close(connection, reason);
+        GrantFreeSlot();
     }
 
     /// <summary>
@@ -280,7 +293,7 @@ public sealed class ServerPool<TConnection>
                     }
                 }
             }
-            if (_liveWaiters == 0 && _total < Settings.MinSize)
+            if (!HasWaitersLocked() && _total < Settings.MinSize)
             {
                 toOpen = Settings.MinSize - _total;
                 _total += toOpen;
@@ -311,16 +324,18 @@ public sealed class ServerPool<TConnection>
     public void Close()
     {
         List<TConnection> idle;
+        List<Waiter> waiters;
         lock (_lock)
         {
             _closed = true;
             idle = [.. _idle];
             _total -= idle.Count;
             _idle.Clear();
-            while (_waiters.TryDequeue(out var waiter))
-                if (waiter.TryFail(new PoolClosedException(Name)))
-                    _liveWaiters--;
+            waiters = [.. _waiters];
+            _waiters.Clear();
         }
+        foreach (var waiter in waiters)
+            waiter.TryFail(new PoolClosedException(Name));
         CloseAll(idle, "pool closed");
     }
 
@@ -330,32 +345,44 @@ public sealed class ServerPool<TConnection>
     private bool NeedsCheck(TConnection connection) =>
         Settings.CheckAfterIdle > TimeSpan.Zero && _time.GetElapsedTime(connection.IdleSince) > Settings.CheckAfterIdle;
 
-    private bool HandToWaiterLocked(TConnection connection)
+    /// <summary>Drops waiters that already gave up from the head of the queue; true if a live one remains.</summary>
+    private bool HasWaitersLocked()
     {
-        while (_waiters.TryDequeue(out var waiter))
-        {
-            if (waiter.TryGrant(new Grant(connection)))
-            {
-                _liveWaiters--;
-                return true;
-            }
-        }
-        return false;
+        while (_waiters.TryPeek(out var head) && head.IsCompleted)
+            _waiters.Dequeue();
+        return _waiters.Count > 0;
     }
 
-    /// <summary>A slot was freed: let the first live waiter open a connection in it.</summary>
-    private void GrantFreeSlotLocked()
+    private Waiter? DequeueWaiterLocked()
     {
-        if (_closed || _total >= Settings.Size)
-            return;
         while (_waiters.TryDequeue(out var waiter))
+            if (!waiter.IsCompleted)
+                return waiter;
+        return null;
+    }
+
+    /// <summary>A slot was freed: let the first live waiter open a connection in it (outside the lock).</summary>
+    private void GrantFreeSlot()
+    {
+        while (true)
         {
-            if (waiter.TryGrant(new Grant(null)))
+            Waiter? waiter;
+            lock (_lock)
             {
-                _liveWaiters--;
+                if (_closed || _total >= Settings.Size)
+                    return;
+                waiter = DequeueWaiterLocked();
+                if (waiter is null)
+                    return;
                 _total++;
                 _opening++;
+            }
+            if (waiter.TryGrant(new Grant(null)))
                 return;
+            lock (_lock)
+            {
+                _total--;
+                _opening--;
             }
         }
     }
@@ -373,7 +400,8 @@ public sealed class ServerPool<TConnection>
     /// <summary>One client's place in the FIFO queue; completed exactly once (grant, timeout, cancel or failure).</summary>
     private sealed class Waiter(long enqueuedAt)
     {
-        private readonly TaskCompletionSource<Grant> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        // Continuations run inline: a grant resumes the waiting client on the returning thread.
+        private readonly TaskCompletionSource<Grant> _completion = new();
 
         public long EnqueuedAt { get; } = enqueuedAt;
 

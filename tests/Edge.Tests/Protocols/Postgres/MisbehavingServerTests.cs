@@ -56,7 +56,8 @@ public sealed class MisbehavingServerTests : IAsyncLifetime
         var messages = new List<PgWireMessage>();
         while (await client.ReadAsync() is { } m)
             messages.Add(m);
-        Assert.Equal('T', messages[0].Code);
+        // The RowDescription may or may not arrive: a TCP reset can discard it in the edge's receive buffer.
+        Assert.All(messages.SkipLast(1), m => Assert.Equal('T', m.Code));
         Assert.Equal("08006", messages[^1].SqlState);
         Assert.Contains("lost the connection to the server", messages[^1].MessageText);
 

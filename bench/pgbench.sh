@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# mproxy against a direct connection and PgBouncer, side by side, in one run on this machine.
+#
+# Starts a throwaway PostgreSQL, PgBouncer (transaction mode) and mproxy (transaction mode), both
+# with the same pool size, and runs pgbench through each and directly, interleaved, ROUNDS times;
+# prints the median TPS of each and the ratios mproxy/direct and mproxy/PgBouncer.
+#
+# Usage: bench/pgbench.sh [rows...]      rows: select50 tpcb50 select250 prepared50 extended50
+# Env:   DURATION=20 ROUNDS=3 POOL=20 SCALE=10
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
+ensure_dotnet
+ensure_packages postgresql-15 postgresql-client-15 pgbouncer
+
+DURATION=${DURATION:-20}
+ROUNDS=${ROUNDS:-3}
+POOL=${POOL:-20}
+SCALE=${SCALE:-10}
+rows=("$@")
+[ ${#rows[@]} -gt 0 ] || rows=(select50 tpcb50 select250)
+
+bin=$(pg_bindir)
+work=$(mktemp -d /tmp/mproxy-bench.XXXXXX)
+chmod 755 "$work"
+[ "$(id -u)" -eq 0 ] && chown postgres "$work"
+pg_port=$(free_port); bouncer_port=$(free_port); mproxy_port=$(free_port)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  as_postgres "$bin/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "==> PostgreSQL on $pg_port, PgBouncer on $bouncer_port, mproxy on $mproxy_port (pool $POOL, ${DURATION}s x $ROUNDS rounds)" >&2
+as_postgres "$bin/initdb" -D "$work/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+cat >> "$work/data/postgresql.conf" <<CONF
+port = $pg_port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$work'
+max_connections = 400
+shared_buffers = 256MB
+CONF
+as_postgres "$bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w start >/dev/null
+as_postgres "$bin/psql" -h "$work" -p "$pg_port" -U postgres -q -c "CREATE ROLE bench LOGIN PASSWORD 'bench'" -c "CREATE DATABASE bench OWNER bench"
+export PGPASSWORD=bench
+pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$pg_port" -U bench bench >/dev/null 2>&1
+
+# PgBouncer: transaction pooling, same pool size, SCRAM to the server.
+cat > "$work/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$pg_port dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bouncer_port
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $work/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL
+max_client_conn = 2000
+logfile = $work/pgbouncer.log
+pidfile = $work/pgbouncer.pid
+INI
+echo '"bench" "bench"' > "$work/userlist.txt"
+[ "$(id -u)" -eq 0 ] && chown postgres "$work"/pgbouncer.ini "$work"/userlist.txt
+as_postgres pgbouncer -d "$work/pgbouncer.ini"
+
+dotnet build "$root/src/Edge/MProxy.Edge.csproj" -c Release -v quiet -nologo >/dev/null
+dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.1:$mproxy_port" \
+  --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" --pool-size "$POOL" --pool-mode transaction \
+  --log-level Warning > "$work/mproxy.log" 2>&1 &
+pids+=($!)
+pids+=("$(cat "$work/pgbouncer.pid")")
+for port in "$bouncer_port" "$mproxy_port"; do
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
+done
+
+run_pgbench() { # target-port row
+  local port=$1 row=$2 args
+  case $row in
+    select50)   args=(-S -c 50 -j 2 -M simple) ;;
+    tpcb50)     args=(-c 50 -j 2 -M simple) ;;
+    select250)  args=(-S -c 250 -j 2 -M simple) ;;
+    prepared50) args=(-S -c 50 -j 2 -M prepared) ;;
+    extended50) args=(-S -c 50 -j 2 -M extended) ;;
+    *) echo "unknown row $row" >&2; exit 2 ;;
+  esac
+  local out
+  out=$(pgbench -n -T "$DURATION" "${args[@]}" -h 127.0.0.1 -p "$port" -U bench bench 2>&1) || true
+  local tps failed
+  tps=$(grep -oP 'tps = \K[0-9.]+' <<<"$out" | head -n1 || true)
+  failed=$(grep -oP 'number of failed transactions: \K[0-9]+' <<<"$out" | head -n1 || true)
+  if [ -z "$tps" ]; then echo "pgbench failed on port $port ($row):" >&2; echo "$out" | tail -5 >&2; tps=0; fi
+  echo "$tps ${failed:-?}"
+}
+
+median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.0f}")' "$@"; }
+
+printf '\n| row | direct TPS | PgBouncer TPS | mproxy TPS | mproxy/direct | mproxy/PgBouncer | mproxy failed tx |\n'
+printf '|---|---:|---:|---:|---:|---:|---:|\n'
+for row in "${rows[@]}"; do
+  d=(); b=(); m=(); mf=0
+  for ((r = 1; r <= ROUNDS; r++)); do
+    read -r t _ < <(run_pgbench "$pg_port" "$row"); d+=("$t")
+    read -r t _ < <(run_pgbench "$bouncer_port" "$row"); b+=("$t")
+    read -r t f < <(run_pgbench "$mproxy_port" "$row"); m+=("$t"); [ "$f" = "?" ] || mf=$((mf + f))
+  done
+  dm=$(median "${d[@]}"); bm=$(median "${b[@]}"); mm=$(median "${m[@]}")
+  rd=$(python3 -c "print(f'{$mm/$dm:.2f}' if $dm else 'n/a')"); rb=$(python3 -c "print(f'{$mm/$bm:.2f}' if $bm else 'n/a')")
+  printf '| %s | %s | %s | %s | %s× | %s× | %s |\n' "$row" "$dm" "$bm" "$mm" "$rd" "$rb" "$mf"
+done
