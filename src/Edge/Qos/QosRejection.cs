@@ -30,6 +30,9 @@ internal enum QosRejectReason
     RunawayCanceled,
     RunawayThrottled,
     Closed,
+
+    /// <summary>The caller cancelled its wait (the synchronous core's outcome; the async API throws instead).</summary>
+    Canceled,
 }
 
 /// <summary>What <see cref="QosRejection.Limit"/> counts.</summary>
@@ -88,7 +91,7 @@ internal readonly struct QosRejection
     public string SqlState => Reason switch
     {
         QosRejectReason.QueueTimeout => QosSqlState.QueueTimeout,
-        QosRejectReason.RunawayRejected or QosRejectReason.RunawayCanceled => QosSqlState.QueryCanceled,
+        QosRejectReason.RunawayRejected or QosRejectReason.RunawayCanceled or QosRejectReason.Canceled => QosSqlState.QueryCanceled,
         QosRejectReason.Closed => QosSqlState.CannotConnectNow,
         _ => QosSqlState.ResourceLimit,
     };
@@ -118,6 +121,8 @@ internal readonly struct QosRejection
             QosRejectReason.RunawayThrottled => string.Format(c,
                 "mproxy: fingerprint 0x{0:x16} of tenant '{1}' is throttled by runaway rule '{2}' ({3}); retry after {4}",
                 Fingerprint, Tenant, Rule?.Name, DescribeThrottle(), retry),
+            QosRejectReason.Canceled => string.Format(c,
+                "mproxy: wait for a server slot cancelled for tenant '{0}' (pool '{1}'); retry after {2}", Tenant, Pool, retry),
             QosRejectReason.Closed => string.Format(c,
                 "mproxy: pool '{0}' is shutting down (tenant '{1}'); retry after {2}", Pool, Tenant, retry),
             _ => "mproxy: query admitted",

@@ -372,6 +372,49 @@ internal sealed class QosSession : IDisposable
         return AwaitSlotAsync(pending, scheduler);
     }
 
+    /// <summary>
+    /// The synchronous core of <see cref="AcquireSlotAsync"/>, for a simulation: takes a free slot
+    /// at once (returns null; <paramref name="result"/> holds the outcome), or queues and returns the
+    /// waiter. The driver ends a wait it gives up on with <see cref="QosScheduler.Cancel"/> and, once
+    /// the waiter's <see cref="SchedulerWaiter.Outcome"/> is no longer pending, hands it to
+    /// <see cref="EndSlotWait"/>.
+    /// </summary>
+    public SchedulerWaiter? BeginSlotWait(QosScheduler scheduler, out QosSlotResult result)
+    {
+        ArgumentNullException.ThrowIfNull(scheduler);
+        SchedulerFlow flow;
+        Priority priority;
+        lock (_sync)
+        {
+            if (_state != StatementState.Admitted)
+                throw new InvalidOperationException("acquire a slot for an admitted statement");
+            result = default;
+            if (_bypass || _slot.IsHeld)
+                return null;
+            flow = _account!.FlowFor(scheduler);
+            priority = _priority;
+        }
+        if (scheduler.TryAcquire(flow, priority, out var slot))
+        {
+            result = OnSlot(new SlotGrant(WaitOutcome.Granted, slot, TimeSpan.Zero, TimeSpan.Zero), scheduler);
+            return null;
+        }
+        var waiter = scheduler.Enqueue(flow, priority);
+        if (waiter.Outcome == WaitOutcome.Pending)
+            return waiter;
+        result = EndSlotWait(waiter);
+        return null;
+    }
+
+    /// <summary>Takes the outcome of a wait begun with <see cref="BeginSlotWait"/>.</summary>
+    public QosSlotResult EndSlotWait(SchedulerWaiter waiter)
+    {
+        ArgumentNullException.ThrowIfNull(waiter);
+        if (waiter.Outcome == WaitOutcome.Pending)
+            throw new InvalidOperationException("the wait has not ended");
+        return OnSlot(waiter.ToGrant(), waiter.Flow.Scheduler);
+    }
+
     private async ValueTask<QosSlotResult> AwaitSlotAsync(ValueTask<SlotGrant> pending, QosScheduler scheduler)
     {
         SlotGrant grant;
@@ -423,6 +466,9 @@ internal sealed class QosSession : IDisposable
                 case WaitOutcome.TimedOut:
                     account?.CountQueueTimeout();
                     rejection = rejection with { Reason = QosRejectReason.QueueTimeout, RetryAfter = QueueRetryAfter, Limit = scheduler.Capacity, Unit = QosLimitUnit.Queries };
+                    break;
+                case WaitOutcome.Canceled:
+                    rejection = rejection with { Reason = QosRejectReason.Canceled };
                     break;
                 default:
                     rejection = rejection with { Reason = QosRejectReason.Closed, RetryAfter = QueueRetryAfter };

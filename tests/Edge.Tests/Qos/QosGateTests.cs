@@ -547,6 +547,54 @@ public sealed class QosGateTests : IDisposable
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
 
+    [Fact]
+    public void BeginSlotWait_SynchronousCore_QueuesThenGrantsOnRelease()
+    {
+        var gate = Gate(Config());
+        using var scheduler = gate.CreateScheduler("orders", 1);
+        var first = Session(gate);
+        var second = Session(gate, "bob");
+        first.Admit(new QueryHints(), 1, RuKind.Read, false);
+        second.Admit(new QueryHints(), 2, RuKind.Read, false);
+
+        Assert.Null(first.BeginSlotWait(scheduler, out var immediate));
+        Assert.True(immediate.IsGranted);
+        Assert.True(first.HoldsSlot);
+        var waiter = second.BeginSlotWait(scheduler, out _);
+        Assert.NotNull(waiter);
+        Assert.Equal(WaitOutcome.Pending, waiter.Outcome);
+
+        _time.Advance(TimeSpan.FromMilliseconds(4));
+        first.Complete();
+        first.ReleaseSlot();
+
+        Assert.Equal(WaitOutcome.Granted, waiter.Outcome);
+        var result = second.EndSlotWait(waiter);
+        Assert.True(result.IsGranted);
+        Assert.Equal(TimeSpan.FromMilliseconds(4), result.Waited);
+        Assert.True(second.HoldsSlot);
+    }
+
+    [Fact]
+    public void EndSlotWait_TimedOutByTheDriver_RefusesAndEndsTheStatement()
+    {
+        var gate = Gate(Config());
+        using var scheduler = gate.CreateScheduler("orders", 1);
+        var first = Session(gate);
+        var second = Session(gate);
+        first.Admit(new QueryHints(), 1, RuKind.Read, false);
+        first.BeginSlotWait(scheduler, out _);
+        second.Admit(new QueryHints(), 2, RuKind.Read, false);
+        var waiter = second.BeginSlotWait(scheduler, out _)!;
+
+        scheduler.Cancel(waiter, WaitOutcome.TimedOut);
+        var result = second.EndSlotWait(waiter);
+
+        Assert.Equal(QosRejectReason.QueueTimeout, result.Rejection.Reason);
+        Assert.False(second.HoldsSlot);
+        Assert.Throws<InvalidOperationException>(() => second.Start(RuWeights.Default));
+    }
+
     private sealed class RecordingTarget : IRunawayTarget
     {
         public List<(RunawayHit Hit, QosRejection Cancel)> Calls { get; } = [];

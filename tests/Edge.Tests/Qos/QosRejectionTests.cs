@@ -14,6 +14,7 @@ public sealed class QosRejectionTests
     [InlineData("RunawayRejected", "57014")]
     [InlineData("RunawayCanceled", "57014")]
     [InlineData("Closed", "57P03")]
+    [InlineData("Canceled", "57014")]
     public void FormatMessage_EveryReason_StartsWithMproxyNamesTheTenantAndSaysWhenToRetry(string reason, string sqlState)
     {
         var rejection = new QosRejection
