@@ -1,5 +1,4 @@
 using MProxy.Abstractions.ResourceUnits;
-using Xunit;
 
 namespace MProxy.Abstractions.Tests.ResourceUnits;
 

@@ -1,7 +1,6 @@
 using MProxy.Abstractions;
 using MProxy.Edge.Qos;
 using MProxy.TestSupport;
-using Xunit;
 
 namespace MProxy.Edge.Tests.Qos;
 

@@ -1,5 +1,4 @@
 using MProxy.Edge.Qos;
-using Xunit;
 
 namespace MProxy.Edge.Tests.Qos;
 

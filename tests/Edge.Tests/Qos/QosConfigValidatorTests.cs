@@ -1,7 +1,6 @@
 using MProxy.Abstractions;
 using MProxy.Edge.Configuration;
 using MProxy.Edge.Qos;
-using Xunit;
 
 namespace MProxy.Edge.Tests.Qos;
 

@@ -3,7 +3,6 @@ using MProxy.Abstractions.ResourceUnits;
 using MProxy.Edge.Qos;
 using MProxy.Edge.Routing;
 using MProxy.TestSupport;
-using Xunit;
 
 namespace MProxy.Edge.Tests.Qos;
 

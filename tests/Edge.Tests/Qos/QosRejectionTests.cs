@@ -1,6 +1,5 @@
 using MProxy.Abstractions;
 using MProxy.Edge.Qos;
-using Xunit;
 
 namespace MProxy.Edge.Tests.Qos;
 

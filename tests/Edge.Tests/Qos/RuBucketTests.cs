@@ -1,6 +1,5 @@
 using MProxy.Edge.Qos;
 using MProxy.TestSupport;
-using Xunit;
 
 namespace MProxy.Edge.Tests.Qos;
 
