@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using MProxy.Edge.Policy;
 
 namespace MProxy.Edge.Qos;
 
@@ -29,9 +30,10 @@ internal sealed class QosGate : IDisposable
     private volatile GateSnapshot _snapshot;
     private int _tenantCount;
 
-    public QosGate(QosConfig config, TimeProvider time)
+    public QosGate(QosConfig config, TimeProvider time, QosPolicySeams? policy = null)
     {
         Time = time;
+        Policy = policy ?? new QosPolicySeams();
         HintCounters = new HintCounters();
         _snapshot = new GateSnapshot(config, HintCounters);
         Runaway = new RunawayMonitor(config.Runaway, time);
@@ -39,6 +41,9 @@ internal sealed class QosGate : IDisposable
     }
 
     public TimeProvider Time { get; }
+
+    /// <summary>The policy tier's allowance, verdict and usage seams (each may be absent).</summary>
+    public QosPolicySeams Policy { get; }
 
     public QosConfig Config => _snapshot.Config;
 
@@ -139,8 +144,9 @@ internal sealed class QosGate : IDisposable
     /// <summary>
     /// Periodic work (the janitor, about every second; more often gives finer runaway detection):
     /// charges every running statement's latency and bytes so far, reports runaway hits to the
-    /// session's <see cref="IRunawayTarget"/> (cancelling where a rule says so), and sweeps lapsed
-    /// verdicts. Returns how many statements are to be cancelled.
+    /// session's <see cref="IRunawayTarget"/> (cancelling where a rule says so), sweeps lapsed
+    /// verdicts, and exchanges with the policy seams (leased allowances in, debt out). Returns how
+    /// many statements are to be cancelled.
     /// </summary>
     public int Tick()
     {
@@ -166,7 +172,41 @@ internal sealed class QosGate : IDisposable
         }
         Array.Clear(sessions, 0, count);
         Runaway.Sweep();
+        if (Policy.Allowance is not null || Policy.Usage is not null)
+            SyncPolicy();
         return cancels;
+    }
+
+    /// <summary>Applies each tenant's leased allowance to its home bucket (when its version changed) and reports its debt.</summary>
+    private void SyncPolicy()
+    {
+        foreach (var (_, tenant) in _tenants)
+        {
+            var home = tenant.Home;
+            if (Policy.Allowance is { } allowances)
+            {
+                if (!allowances.TryGetAllowance(tenant.Name, out var allowance))
+                    home.ApplyAllowance(null, long.MinValue + 1);
+                else if (allowance.Source == AllowanceSource.Unlimited || !double.IsFinite(allowance.RuPerSecond))
+                    home.ApplyAllowance(null, allowance.Version);
+                else
+                    home.ApplyAllowance(new RuBucketSettings(allowance.RuPerSecond, allowance.BurstRu, home.Group.DebtMax), allowance.Version);
+            }
+            Policy.Usage?.ReportDebt(tenant.Name, Math.Max(0, -home.Bucket.Balance));
+        }
+    }
+
+    /// <summary>
+    /// Imports the policy tier's verdict on a tenant's fingerprint into the local monitor (on an
+    /// admission that found none locally); true when one was imported.
+    /// </summary>
+    internal bool TryImportVerdict(TenantQos tenant, ulong fingerprint)
+    {
+        if (Policy.Verdicts is not { } verdicts || !verdicts.TryGetVerdict(tenant.Name, fingerprint, out var verdict))
+            return false;
+        if (QosPolicySeams.ToRule(verdict, Time.GetUtcNow()) is not { } rule)
+            return false;
+        return Runaway.Place(rule, tenant.Id, tenant.Name, fingerprint) is not null;
     }
 
     /// <summary>

@@ -196,11 +196,14 @@ internal sealed class QosSession : IDisposable
             _throttle = null;
 
             var runaway = _gate.Runaway.Admit(Tenant.Id, fingerprint, _base, enforceThrottle: !inTransaction);
+            if (runaway.Effect == RunawayEffect.None && _gate.TryImportVerdict(Tenant, fingerprint))
+                runaway = _gate.Runaway.Admit(Tenant.Id, fingerprint, _base, enforceThrottle: !inTransaction);
             RunawayVerdict? reported = null;
             switch (runaway.Effect)
             {
                 case RunawayEffect.Reject:
                     account.CountRunawayRefused();
+                    _gate.Policy.Usage?.RecordRefused(Tenant.Name, _base, shed: false);
                     _account = null;
                     return new QosAdmission
                     {
@@ -233,6 +236,7 @@ internal sealed class QosSession : IDisposable
             if (inTransaction)
             {
                 account.Charge(_base);
+                _gate.Policy.Usage?.RecordAdmitted(Tenant.Name, _base);
             }
             else if (!account.Bucket.TryAdmit(_base, out var retryAfter))
             {
@@ -246,6 +250,7 @@ internal sealed class QosSession : IDisposable
                 else
                 {
                     account.CountBudgetRefused();
+                    _gate.Policy.Usage?.RecordRefused(Tenant.Name, _base, shed: false);
                     EndStatementLocked();
                 }
                 return BudgetRefusal(account, group, retryAfter, mayWait, TimeSpan.Zero, reported);
@@ -253,6 +258,7 @@ internal sealed class QosSession : IDisposable
             else
             {
                 account.CountCharged(_base);
+                _gate.Policy.Usage?.RecordAdmitted(Tenant.Name, _base);
             }
             account.CountAdmitted();
             _state = StatementState.Admitted;
@@ -308,6 +314,7 @@ internal sealed class QosSession : IDisposable
             if (account.Bucket.TryAdmit(_base, out var retryAfter))
             {
                 account.CountCharged(_base);
+                _gate.Policy.Usage?.RecordAdmitted(Tenant.Name, _base);
                 account.CountAdmitted();
                 _state = StatementState.Admitted;
                 return new QosAdmission { Group = group, Priority = _priority, StatementTimeout = _timeout };
@@ -317,6 +324,7 @@ internal sealed class QosSession : IDisposable
             if (!mayWait)
             {
                 account.CountBudgetRefused();
+                _gate.Policy.Usage?.RecordRefused(Tenant.Name, _base, shed: false);
                 EndStatementLocked();
             }
             return BudgetRefusal(account, group, retryAfter, mayWait, waited, null);
@@ -461,6 +469,7 @@ internal sealed class QosSession : IDisposable
             {
                 case WaitOutcome.Shed:
                     account?.CountShed();
+                    _gate.Policy.Usage?.RecordRefused(Tenant.Name, _base, shed: true);
                     rejection = rejection with { Reason = QosRejectReason.Shed, RetryAfter = grant.RetryAfter, Limit = scheduler.CoDel.Target.TotalMilliseconds, Unit = QosLimitUnit.Milliseconds };
                     break;
                 case WaitOutcome.TimedOut:
@@ -583,6 +592,7 @@ internal sealed class QosSession : IDisposable
         var hit = _gate.Runaway.Evaluate(Tenant.Id, Tenant.Name, _fingerprint, _meter.Charged, elapsed, final: true, ref _fired);
         var total = _meter.Stop();
         _gate.Fingerprints.Record(Tenant.Id, Tenant.Name, _fingerprint, total, elapsed.TotalMilliseconds);
+        _gate.Policy.Usage?.RecordExecution(Tenant.Name, _fingerprint, total, elapsed.TotalMilliseconds);
         var completion = new QosCompletion { Ru = total, Elapsed = elapsed, Hit = hit, Cancelled = _cancelRequested };
         EndStatementLocked();
         return completion;
@@ -628,6 +638,7 @@ internal sealed class QosSession : IDisposable
             return;
         _account!.Charge(ru);
         _throttle?.Rate?.Charge(ru);
+        _gate.Policy.Usage?.RecordAdmitted(Tenant.Name, ru);
         if (_slot.IsHeld)
             _slotRu += ru;
     }

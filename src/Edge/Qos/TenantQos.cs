@@ -110,6 +110,7 @@ internal sealed class TenantAccount
     private long _runawayRefused;
     private long _runawayCancelled;
     private double _ruCharged;
+    private long _allowanceVersion = long.MinValue;
 
     internal TenantAccount(TenantQos tenant, ResourceGroupConfig group, TimeProvider time)
     {
@@ -181,9 +182,25 @@ internal sealed class TenantAccount
         lock (_lock)
         {
             _group = group;
+            _allowanceVersion = long.MinValue; // the next policy sync re-applies any leased allowance
             Bucket.Reconfigure(RuBucketSettings.For(group));
             foreach (var flow in _flows)
                 flow?.Scheduler.ReconfigureFlow(flow, group.Weight, group.MaxConcurrent);
+        }
+    }
+
+    /// <summary>
+    /// Sets the bucket from the policy tier's allowance (null: the group's local settings) when its
+    /// <paramref name="version"/> differs from the last one applied.
+    /// </summary>
+    internal void ApplyAllowance(RuBucketSettings? settings, long version)
+    {
+        lock (_lock)
+        {
+            if (version == _allowanceVersion)
+                return;
+            _allowanceVersion = version;
+            Bucket.Reconfigure(settings ?? RuBucketSettings.For(_group));
         }
     }
 
