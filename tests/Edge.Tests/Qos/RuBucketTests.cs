@@ -1,0 +1,244 @@
+using MProxy.Edge.Qos;
+using MProxy.TestSupport;
+
+namespace MProxy.Edge.Tests.Qos;
+
+public sealed class RuBucketTests
+{
+    private const double Tolerance = 1e-6;
+    private readonly ManualTimeProvider _time = new();
+
+    [Fact]
+    public void TryAdmit_FullBucket_AdmitsAndChargesTheBase()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(100, 50, 20), _time);
+
+        Assert.True(bucket.TryAdmit(6, out var retryAfter));
+
+        Assert.Equal(TimeSpan.Zero, retryAfter);
+        Assert.Equal(44, bucket.Balance, Tolerance);
+    }
+
+    [Fact]
+    public void Balance_AfterTime_RefillsAtTheRateUpToTheBurst()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(100, 50, 20), _time);
+        bucket.Charge(50);
+
+        _time.Advance(TimeSpan.FromMilliseconds(200));
+        Assert.Equal(20, bucket.Balance, Tolerance);
+
+        _time.Advance(TimeSpan.FromSeconds(10));
+        Assert.Equal(50, bucket.Balance, Tolerance);
+    }
+
+    [Fact]
+    public void Charge_BeyondTheDebtBound_BooksUpToTheBoundAndForgivesTheRest()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(100, 50, 20), _time);
+
+        var booked = bucket.Charge(100);
+
+        Assert.Equal(70, booked, Tolerance);
+        Assert.Equal(-20, bucket.Balance, Tolerance);
+        var usage = bucket.TakeUsage();
+        Assert.Equal(70, usage.Charged, Tolerance);
+        Assert.Equal(30, usage.Forgiven, Tolerance);
+    }
+
+    [Fact]
+    public void TryAdmit_InDebt_RefusedWithTheExactTimeUntilOutOfDebt()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
+        bucket.Charge(35); // balance -25: a quarter of a second at 100 RU/s
+
+        Assert.False(bucket.TryAdmit(1, out var retryAfter));
+        Assert.Equal(TimeSpan.FromMilliseconds(250), retryAfter);
+
+        _time.Advance(retryAfter - TimeSpan.FromTicks(1));
+        Assert.False(bucket.TryAdmit(1, out var remaining));
+        Assert.Equal(TimeSpan.FromTicks(1), remaining);
+
+        _time.Advance(TimeSpan.FromTicks(1));
+        Assert.True(bucket.TryAdmit(1, out _));
+    }
+
+    [Fact]
+    public void TryAdmit_AtZeroBalance_AdmitsAndGoesIntoDebt()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(10, 0, 100), _time);
+
+        Assert.True(bucket.TryAdmit(6, out _));
+        Assert.Equal(-6, bucket.Balance, Tolerance);
+        Assert.False(bucket.TryAdmit(6, out var retryAfter));
+        Assert.Equal(TimeSpan.FromMilliseconds(600), retryAfter);
+    }
+
+    [Fact]
+    public void TryAdmit_ZeroRateInDebt_RetryAfterIsTheNoRefillDefault()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(0, 0, 10), _time);
+        bucket.Charge(5);
+
+        Assert.False(bucket.TryAdmit(1, out var retryAfter));
+
+        Assert.Equal(RuBucket.NoRefillRetryAfter, retryAfter);
+    }
+
+    [Fact]
+    public void Grant_InDebt_PaysTheDebtFirstThenAddsLeasedRu()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(0, 0, 100), _time);
+        bucket.Charge(30);
+        Assert.False(bucket.TryAdmit(1, out _));
+
+        bucket.Grant(50, TimeSpan.FromSeconds(1));
+
+        Assert.Equal(20, bucket.Balance, Tolerance);
+        Assert.True(bucket.TryAdmit(1, out _));
+    }
+
+    [Fact]
+    public void Grant_LeaseEnds_UnspentRuIsDroppedAndReported()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(0, 0, 100), _time);
+        bucket.Grant(40, TimeSpan.FromSeconds(1));
+        bucket.Charge(15);
+
+        _time.Advance(TimeSpan.FromSeconds(1));
+
+        Assert.Equal(0, bucket.Balance, Tolerance);
+        var usage = bucket.TakeUsage();
+        Assert.Equal(40, usage.Granted, Tolerance);
+        Assert.Equal(15, usage.Charged, Tolerance);
+        Assert.Equal(25, usage.LeaseExpired, Tolerance);
+        Assert.Equal(0, bucket.TakeUsage().Charged);
+    }
+
+    [Fact]
+    public void Charge_LeaseAndLocalRate_SpendsTheLeaseFirst()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(10, 10, 10), _time);
+        bucket.Grant(5, TimeSpan.FromSeconds(10));
+
+        bucket.Charge(8);
+
+        Assert.Equal(7, bucket.Balance, Tolerance); // lease 5 spent, local 10 - 3
+        _time.Advance(TimeSpan.FromSeconds(20));
+        Assert.Equal(10, bucket.Balance, Tolerance);
+        Assert.Equal(0, bucket.TakeUsage().LeaseExpired, Tolerance);
+    }
+
+    [Fact]
+    public void Reconfigure_SmallerBounds_ClampsTheBalance()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(100, 100, 100), _time);
+
+        bucket.Reconfigure(new RuBucketSettings(100, 30, 5));
+        Assert.Equal(30, bucket.Balance, Tolerance);
+
+        bucket.Charge(100);
+        Assert.Equal(-5, bucket.Balance, Tolerance);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    [InlineData(5)]
+    [InlineData(6)]
+    [InlineData(7)]
+    [InlineData(8)]
+    public void Charge_RandomSchedule_BookedWorkInAnyWindowIsBoundedByRateBurstAndDebt(int seed)
+    {
+        var random = new Random(seed);
+        var settings = new RuBucketSettings(RuPerSecond: random.Next(10, 1000), Burst: random.Next(0, 500), DebtMax: random.Next(0, 500));
+        var bucket = new RuBucket(settings, _time);
+        var start = _time.GetTimestamp();
+        var events = new List<(double Seconds, double Booked)>();
+        var admitted = 0;
+        for (var i = 0; i < 600; i++)
+        {
+            _time.Advance(TimeSpan.FromTicks(random.Next(0, 2_000_000)));
+            var seconds = _time.GetElapsedTime(start).TotalSeconds;
+            if (random.Next(3) == 0)
+            {
+                bucket.TakeUsage(); // reset, so that the usage below is the admission's booking alone
+                if (bucket.TryAdmit(random.Next(2) == 0 ? 1 : 6, out _))
+                    admitted++;
+                events.Add((seconds, bucket.TakeUsage().Charged));
+            }
+            else
+            {
+                // Latency and bytes of in-flight statements: sometimes huge (a runaway), usually small.
+                var ru = random.Next(10) == 0 ? random.NextDouble() * 5000 : random.NextDouble() * 50;
+                events.Add((seconds, bucket.Charge(ru)));
+            }
+        }
+
+        Assert.True(admitted > 0);
+        for (var i = 0; i < events.Count; i++)
+        {
+            var booked = 0.0;
+            for (var j = i; j < events.Count; j++)
+            {
+                booked += events[j].Booked;
+                var window = events[j].Seconds - events[i].Seconds;
+                var bound = settings.RuPerSecond * window + settings.Burst + settings.DebtMax;
+                Assert.True(booked <= bound + Tolerance, $"seed {seed}: {booked} RU booked in [{events[i].Seconds}, {events[j].Seconds}] s exceeds {bound}");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(11)]
+    [InlineData(12)]
+    [InlineData(13)]
+    [InlineData(14)]
+    public void Charge_RandomScheduleWithLeases_BookedWorkIsBoundedByRefillPlusGrants(int seed)
+    {
+        var random = new Random(seed);
+        var settings = new RuBucketSettings(RuPerSecond: random.Next(0, 200), Burst: random.Next(0, 200), DebtMax: random.Next(0, 200));
+        var bucket = new RuBucket(settings, _time);
+        var start = _time.GetTimestamp();
+        // Per event: time, RU booked, RU granted, and the RU granted before it that could still be unspent.
+        var events = new List<(double Seconds, double Booked, double Granted)>();
+        for (var i = 0; i < 500; i++)
+        {
+            _time.Advance(TimeSpan.FromTicks(random.Next(0, 3_000_000)));
+            var seconds = _time.GetElapsedTime(start).TotalSeconds;
+            switch (random.Next(4))
+            {
+                case 0:
+                    var amount = random.NextDouble() * 300;
+                    bucket.Grant(amount, TimeSpan.FromMilliseconds(random.Next(1, 2000)));
+                    events.Add((seconds, 0, amount));
+                    break;
+                case 1:
+                    bucket.TakeUsage();
+                    bucket.TryAdmit(1, out _);
+                    events.Add((seconds, bucket.TakeUsage().Charged, 0));
+                    break;
+                default:
+                    events.Add((seconds, bucket.Charge(random.NextDouble() * 120), 0));
+                    break;
+            }
+        }
+
+        for (var i = 0; i < events.Count; i++)
+        {
+            var granted = 0.0;
+            for (var k = 0; k < i; k++)
+                granted += events[k].Granted; // leased RU carried into the window cannot exceed all earlier grants
+            var booked = 0.0;
+            for (var j = i; j < events.Count; j++)
+            {
+                booked += events[j].Booked;
+                granted += events[j].Granted;
+                var bound = settings.RuPerSecond * (events[j].Seconds - events[i].Seconds) + settings.Burst + settings.DebtMax + granted;
+                Assert.True(booked <= bound + Tolerance, $"seed {seed}: {booked} RU booked exceeds {bound}");
+            }
+        }
+    }
+}
