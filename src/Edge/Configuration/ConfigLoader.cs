@@ -140,6 +140,39 @@ public static class ConfigLoader
             Users = users,
             Databases = databases,
             ShutdownTimeout = Ms("shutdownTimeoutMs", raw.ShutdownTimeoutMs ?? 30_000, 0),
+            Qos = MProxy.Edge.Qos.QosConfigValidator.Validate(raw.Qos),
+            Policy = ValidatePolicy(raw.Policy),
+        };
+    }
+
+    private static PolicySettings ValidatePolicy(RawPolicy? p)
+    {
+        if (p is null)
+            return new PolicySettings();
+        var silos = new List<Uri>();
+        for (var i = 0; i < (p.Silos?.Count ?? 0); i++)
+        {
+            if (!Uri.TryCreate(p.Silos![i], UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
+                throw new ConfigException($"policy.silos[{i}]", $"'{p.Silos[i]}' is not an http:// address of a silo's edge API");
+            silos.Add(uri);
+        }
+        if (p.File is not null && silos.Count > 0)
+            throw new ConfigException("policy.file", "a policy file is for embedded mode; with silos, the silos hold the policy");
+        if (p.File is not null && !File.Exists(p.File))
+            throw new ConfigException("policy.file", $"file '{p.File}' does not exist");
+        var defaults = new PolicySettings();
+        return new PolicySettings
+        {
+            Silos = silos,
+            File = p.File,
+            EdgeId = string.IsNullOrWhiteSpace(p.EdgeId) ? null : p.EdgeId,
+            CallTimeout = p.CallTimeoutMs is { } call ? Ms("policy.callTimeoutMs", call, 10) : defaults.CallTimeout,
+            BackoffBase = p.BackoffBaseMs is { } b ? Ms("policy.backoffBaseMs", b, 1) : defaults.BackoffBase,
+            BackoffMax = p.BackoffMaxMs is { } m ? Ms("policy.backoffMaxMs", m, 1) : defaults.BackoffMax,
+            LocalShareFloorRuPerSecond = p.LocalShareFloorRuPerSecond is { } floor
+                ? floor >= 0 && double.IsFinite(floor) ? floor : throw new ConfigException("policy.localShareFloorRuPerSecond", "must be a non-negative number")
+                : defaults.LocalShareFloorRuPerSecond,
+            MaxFingerprintsPerExchange = Range("policy.maxFingerprintsPerExchange", p.MaxFingerprintsPerExchange ?? defaults.MaxFingerprintsPerExchange, 0, 100_000),
         };
     }
 

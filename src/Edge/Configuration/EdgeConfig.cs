@@ -15,6 +15,12 @@ public sealed record EdgeConfig
     public required IReadOnlyList<DatabaseConfig> Databases { get; init; }
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>Tenants, resource groups, budgets, priorities, CoDel and runaway rules (off when the file has no <c>qos:</c>).</summary>
+    public MProxy.Edge.Qos.QosConfig Qos { get; init; } = MProxy.Edge.Qos.QosConfig.Disabled;
+
+    /// <summary>Where the policy tier is: silos, or embedded in this process (the default).</summary>
+    public PolicySettings Policy { get; init; } = new();
+
     public UserConfig? FindUser(string name)
     {
         foreach (var user in Users)
@@ -30,6 +36,29 @@ public sealed record EdgeConfig
                 return database;
         return null;
     }
+}
+
+/// <summary>
+/// The policy tier this edge talks to: the silos at <see cref="Silos"/>, or — when there are none —
+/// the same grains hosted in this process on the in-memory store (embedded mode).
+/// </summary>
+public sealed record PolicySettings
+{
+    public IReadOnlyList<Uri> Silos { get; init; } = [];
+
+    /// <summary>Policy file for embedded mode (the silo's format); without one, tenant budgets come from <c>qos:</c>.</summary>
+    public string? File { get; init; }
+
+    /// <summary>This edge's name in the policy tier; default: host name, process id and a random suffix.</summary>
+    public string? EdgeId { get; init; }
+
+    public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(2);
+    public TimeSpan BackoffBase { get; init; } = TimeSpan.FromMilliseconds(500);
+    public TimeSpan BackoffMax { get; init; } = TimeSpan.FromSeconds(10);
+    public double LocalShareFloorRuPerSecond { get; init; } = 1;
+    public int MaxFingerprintsPerExchange { get; init; } = 500;
+
+    public bool Embedded => Silos.Count == 0;
 }
 
 /// <summary>Addresses the edge listens on; null means that listener is off.</summary>

@@ -14,6 +14,20 @@ internal sealed class RawConfig
     public RawPool? Pool { get; set; }
     public List<RawDatabase>? Databases { get; set; }
     public int? ShutdownTimeoutMs { get; set; }
+    public MProxy.Edge.Qos.RawQosConfig? Qos { get; set; }
+    public RawPolicy? Policy { get; set; }
+}
+
+internal sealed class RawPolicy
+{
+    public List<string>? Silos { get; set; }
+    public string? File { get; set; }
+    public string? EdgeId { get; set; }
+    public int? CallTimeoutMs { get; set; }
+    public int? BackoffBaseMs { get; set; }
+    public int? BackoffMaxMs { get; set; }
+    public double? LocalShareFloorRuPerSecond { get; set; }
+    public int? MaxFingerprintsPerExchange { get; set; }
 }
 
 internal sealed class RawListen

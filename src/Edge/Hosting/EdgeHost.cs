@@ -35,6 +35,7 @@ public static class EdgeHost
         services.AddSingleton(new ConfigStore(config));
         services.AddSingleton<ClientRegistry>();
         services.AddSingleton<INetworkConnector, SocketNetworkConnector>();
+        PolicyHosting.AddPolicyAndQos(services, config);
         services.AddSingleton<PgPoolRegistry>();
         services.AddSingleton<PgEdgeContext>();
         services.AddSingleton<IPeriodicTask, PoolMaintenance>();

@@ -137,6 +137,28 @@ public sealed class ProtocolTests(PostgresFixture postgres) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task CopyData_SplitAcrossPackets_ArrivesIntact()
+    {
+        await postgres.Server.ExecuteAsync("CREATE TABLE IF NOT EXISTS copy_split (line text); GRANT ALL ON copy_split TO app; TRUNCATE copy_split;", PostgresServer.AppDatabase);
+        var (client, _) = await RawPgClient.LoginAsync(_edge.Port, PostgresServer.AppUser, PostgresServer.AppDatabase, PostgresServer.Password);
+        await using var _ = client;
+        await client.SendQueryAsync("COPY copy_split FROM STDIN");
+        Assert.Equal('G', (await client.ReadAsync())!.Value.Code);
+        var lines = string.Concat(Enumerable.Range(0, 2000).Select(i => $"line {i} {new string('x', 20)}\n"));
+        var copyData = RawPgClient.Message('d', Encoding.UTF8.GetBytes(lines));
+        // Deliver one CopyData message in pieces, so that the edge sees it across several reads.
+        for (var offset = 0; offset < copyData.Length; offset += 7000)
+        {
+            await client.SendAsync(copyData.AsMemory(offset, Math.Min(7000, copyData.Length - offset)));
+            await Task.Delay(20);
+        }
+        await client.SendAsync(RawPgClient.Message('c', []));
+        var replies = await client.ReadUntilReadyAsync();
+        Assert.Contains(replies, m => m.Code == 'C' && m.Text.StartsWith("COPY 2000", StringComparison.Ordinal));
+        Assert.Equal(2000L, await postgres.Server.ScalarAsync("SELECT count(*) FROM copy_split", PostgresServer.AppDatabase));
+    }
+
+    [Fact]
     public async Task LoneSync_WithoutServer_IsAnsweredReadyForQuery()
     {
         var (client, _) = await RawPgClient.LoginAsync(_edge.Port, PostgresServer.AppUser, PostgresServer.AppDatabase, PostgresServer.Password);

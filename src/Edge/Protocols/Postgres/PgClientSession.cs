@@ -1,8 +1,12 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Text;
 using Microsoft.AspNetCore.Connections;
+using MProxy.Abstractions.ResourceUnits;
 using MProxy.Edge.Configuration;
 using MProxy.Edge.Pooling;
+using MProxy.Edge.Qos;
+using MProxy.Edge.Routing;
 using MProxy.Edge.Sessions;
 
 namespace MProxy.Edge.Protocols.Postgres;
@@ -21,7 +25,7 @@ internal enum PgClientState
 /// client's messages and forwards them to a server connection leased from its pool (per
 /// transaction in transaction mode, for the whole session in session mode).
 /// </summary>
-internal sealed class PgClientSession : IClientSession
+internal sealed class PgClientSession : IClientSession, IRunawayTarget
 {
     private readonly PgEdgeContext _edge;
     private readonly ConnectionContext _connection;
@@ -39,6 +43,12 @@ internal sealed class PgClientSession : IClientSession
     private volatile bool _closeRequested;     // close gracefully at the next read (after a FATAL was sent)
     private int _maxMessageBytes;
     private PgClientState _state = PgClientState.Startup;
+    private QosSession? _qos;                // null when QoS is off
+    private readonly object _unitLock = new();
+    private int _unit;                       // the current request unit (QoS statement), counting from 1
+    private bool _unitOpen;                  // its first message is sent, its Sync or Query is not
+    private long _bytesToServer;
+    private readonly Dictionary<string, PreparedShape> _prepared = new(StringComparer.Ordinal);
 
     public PgClientSession(PgEdgeContext edge, ConnectionContext connection)
     {
@@ -122,6 +132,7 @@ internal sealed class PgClientSession : IClientSession
         {
             _state = PgClientState.Closed;
             _server?.DetachClient(this);
+            _qos?.Dispose();
             if (registered)
                 _edge.Clients.Unregister(this);
             PgLog.ClientDisconnected(_edge.Log, ProcessId);
@@ -154,6 +165,11 @@ internal sealed class PgClientSession : IClientSession
         SetStartupParameters(parameters);
 
         _pool = _edge.Pools.GetOrCreate(config, databaseConfig, userConfig, user);
+        if (_edge.Qos is { Config.Enabled: true } gate)
+        {
+            var applicationName = Tracked[PgTrackedParameters.IndexOf("application_name")];
+            _qos = gate.OpenSession(gate.ResolveTenant(new TenantIdentity(user, Database, applicationName)), this);
+        }
         var welcome = _pool.Welcome;
         if (welcome is null)
         {
@@ -270,8 +286,9 @@ internal sealed class PgClientSession : IClientSession
         if (_copyRemaining > 0)
         {
             var take = Math.Min(_copyRemaining, buffer.Length);
-            if (_copyForward && _writing is not null)
-                Copy(_writing.Output, buffer.Slice(0, take));
+            // The server stays attached while a COPY is in progress; hold it again for this batch.
+            if (_copyForward && await TryHoldAttachedServerAsync())
+                CopyToServer(_writing!, buffer.Slice(0, take));
             _copyRemaining -= take;
             buffer = buffer.Slice(take);
             _consumed = buffer.Start;
@@ -288,7 +305,7 @@ internal sealed class PgClientSession : IClientSession
                     // Stream a large CopyData message instead of buffering it whole.
                     _copyForward = !_skipUntilSync && await TryHoldAttachedServerAsync();
                     if (_copyForward)
-                        Copy(_writing!.Output, buffer);
+                        CopyToServer(_writing!, buffer);
                     _copyRemaining = total - buffer.Length;
                     _consumed = buffer.End;
                 }
@@ -307,47 +324,52 @@ internal sealed class PgClientSession : IClientSession
     {
         if (_skipUntilSync)
         {
-            // A request of this extended-protocol batch already failed: like the server, skip to Sync.
+            // A request of this extended-protocol unit was refused: like the server, skip to Sync.
             if (code == (byte)PgFrontendCode.Sync)
             {
                 _skipUntilSync = false;
-                WriteDirect(static o => PgMessageWriter.WriteReadyForQuery(o, PgTransactionStatus.Idle));
+                _unitOpen = false;
+                if (await TryHoldAttachedServerAsync())
+                    _writing!.EnqueueSynthetic([], readyForQuery: true, _unit);
+                else
+                    WriteDirect(static o => PgMessageWriter.WriteReadyForQuery(o, PgTransactionStatus.Idle));
             }
             return code != (byte)PgFrontendCode.Terminate;
         }
         switch ((PgFrontendCode)code)
         {
             case PgFrontendCode.Query:
-                await ForwardRequestAsync(PgRequestKind.Query, message);
+                await RequestAsync(PgRequestKind.Query, message);
                 return true;
             case PgFrontendCode.Parse:
-                await ForwardRequestAsync(PgRequestKind.Parse, message);
+                await RequestAsync(PgRequestKind.Parse, message);
                 return true;
             case PgFrontendCode.Bind:
-                await ForwardRequestAsync(PgRequestKind.Bind, message);
+                await RequestAsync(PgRequestKind.Bind, message);
                 return true;
             case PgFrontendCode.Execute:
-                await ForwardRequestAsync(PgRequestKind.Execute, message);
+                await RequestAsync(PgRequestKind.Execute, message);
                 return true;
             case PgFrontendCode.Describe:
-                await ForwardRequestAsync(DescribeKind(message), message);
+                await RequestAsync(DescribeKind(message), message);
                 return true;
             case PgFrontendCode.Close:
-                await ForwardRequestAsync(PgRequestKind.Close, message);
+                await RequestAsync(PgRequestKind.Close, message);
                 return true;
             case PgFrontendCode.FunctionCall:
-                await ForwardRequestAsync(PgRequestKind.FunctionCall, message);
+                await RequestAsync(PgRequestKind.FunctionCall, message);
                 return true;
             case PgFrontendCode.Sync:
                 if (await TryHoldAttachedServerAsync())
                 {
-                    _writing!.Enqueue(PgRequestKind.Sync, PgResponseMode.Forward);
-                    Copy(_writing.Output, message);
+                    _writing!.Enqueue(PgRequestKind.Sync, PgResponseMode.Forward, _unitOpen ? _unit : 0);
+                    CopyToServer(_writing, message);
                 }
                 else
                 {
                     WriteDirect(static o => PgMessageWriter.WriteReadyForQuery(o, PgTransactionStatus.Idle));
                 }
+                _unitOpen = false;
                 return true;
             case PgFrontendCode.Flush:
             case PgFrontendCode.CopyData:
@@ -355,7 +377,7 @@ internal sealed class PgClientSession : IClientSession
             case PgFrontendCode.CopyFail:
                 // No response of their own; meaningful only on the attached server.
                 if (await TryHoldAttachedServerAsync())
-                    Copy(_writing!.Output, message);
+                    CopyToServer(_writing!, message);
                 return true;
             case PgFrontendCode.Terminate:
                 return false;
@@ -378,35 +400,121 @@ internal sealed class PgClientSession : IClientSession
         };
     }
 
-    /// <summary>Sends one request to the client's server connection, leasing one first if it has none.</summary>
-    private async ValueTask ForwardRequestAsync(PgRequestKind kind, ReadOnlySequence<byte> message)
+    /// <summary>
+    /// Sends one request to the client's server connection. The first message of a request unit (a
+    /// simple Query, or an extended-protocol run up to its Sync) is where the unit is admitted,
+    /// scheduled and given a server connection.
+    /// </summary>
+    private async ValueTask RequestAsync(PgRequestKind kind, ReadOnlySequence<byte> message)
     {
-        if (_writing is null && !await TryHoldAttachedServerAsync())
+        if (!_unitOpen)
         {
+            if (!await BeginUnitAsync(kind, message))
+                return;
+        }
+        else if (_writing is null && !await TryHoldAttachedServerAsync())
+        {
+            // Cannot happen while a unit is open (its server stays attached until its Sync); be safe.
+            PgProtocolException.Throw("request outside a unit without a server connection");
+        }
+        if (kind == PgRequestKind.Parse)
+            RememberStatement(message);
+        var endsUnit = kind is PgRequestKind.Query or PgRequestKind.FunctionCall;
+        _writing!.Enqueue(kind, PgResponseMode.Forward, endsUnit ? _unit : 0);
+        CopyToServer(_writing, message);
+        _unitOpen = !endsUnit;
+    }
+
+    /// <summary>
+    /// Starts a request unit: admits it (QoS: budget, runaway verdicts, hints), gets a scheduler slot
+    /// and a server connection unless one is attached, and aligns the connection's settings. On a
+    /// refusal it answers the client and returns false.
+    /// </summary>
+    private async ValueTask<bool> BeginUnitAsync(PgRequestKind kind, ReadOnlySequence<byte> message)
+    {
+        var attached = await TryHoldAttachedServerAsync();
+        QosAdmission admission = default;
+        if (_qos is not null)
+        {
+            var statement = ClassifyUnit(kind, message);
+            lock (_unitLock)
+                _unit++;
+            try
+            {
+                admission = await _qos.AdmitAsync(statement.Hints, statement.Fingerprint, statement.IsWrite ? RuKind.Write : RuKind.Read, inTransaction: attached, CancellationToken.None);
+            }
+            catch (ObjectDisposedException)
+            {
+                throw new PgErrorException(PgSqlState.AdminShutdown, "mproxy: the session is closing", fatal: true);
+            }
+            if (!admission.IsAdmitted)
+            {
+                Refuse(kind, admission.Rejection.SqlState, admission.Rejection.FormatMessage(), attached);
+                return false;
+            }
+        }
+        else
+        {
+            _unit++;
+        }
+
+        if (!attached)
+        {
+            if (_qos is not null)
+            {
+                var slot = await _qos.AcquireSlotAsync(_pool!.Scheduler!, _pool.Database.Pool.WaitTimeout, CancellationToken.None);
+                if (!slot.IsGranted)
+                {
+                    Refuse(kind, slot.Rejection.SqlState, slot.Rejection.FormatMessage(), attached: false);
+                    return false;
+                }
+            }
             try
             {
                 await AttachNewServerAsync();
             }
-            catch (Exception e) when (e is PgErrorException or PoolTimeoutException)
+            catch (Exception e) when (e is PgErrorException { Fatal: false } or PoolTimeoutException)
             {
-                var (sqlState, text, fatal) = e switch
-                {
-                    PoolTimeoutException timeout => (PgSqlState.TooManyConnections, timeout.Message, false),
-                    PgErrorException error => (error.SqlState, error.Message, error.Fatal),
-                    _ => (PgSqlState.InternalError, e.Message, false),
-                };
-                if (fatal)
-                    throw;
-                WriteDirect(o => PgMessageWriter.WriteError(o, "ERROR", sqlState, text));
-                if (kind is PgRequestKind.Query or PgRequestKind.FunctionCall)
-                    WriteDirect(static o => PgMessageWriter.WriteReadyForQuery(o, PgTransactionStatus.Idle));
-                else
-                    _skipUntilSync = true;
-                return;
+                _qos?.ReleaseSlot();
+                _qos?.Complete();
+                var (sqlState, text) = e is PgErrorException error ? (error.SqlState, error.Message) : (PgSqlState.TooManyConnections, e.Message);
+                Refuse(kind, sqlState, text, attached: false);
+                return false;
             }
         }
-        _writing!.Enqueue(kind, PgResponseMode.Forward);
-        Copy(_writing.Output, message);
+
+        if (_qos is not null)
+        {
+            SyncGroupSettings(_writing!, admission);
+            _qos.Start(_edge.Qos!.Config.WeightsFor(Database));
+        }
+        _unitOpen = true;
+        return true;
+    }
+
+    /// <summary>
+    /// Answers a refused unit: an ErrorResponse, then ReadyForQuery for a simple Query, or — for an
+    /// extended-protocol unit — skipping the client's messages up to its Sync, like the server would.
+    /// While a server is attached the answer goes through its queue, after what is still in flight.
+    /// </summary>
+    private void Refuse(PgRequestKind kind, string sqlState, string message, bool attached)
+    {
+        var simple = kind is PgRequestKind.Query or PgRequestKind.FunctionCall;
+        if (attached && _writing is not null)
+        {
+            var error = new ArrayBufferWriter<byte>();
+            PgMessageWriter.WriteError(error, "ERROR", sqlState, message);
+            _writing.EnqueueSynthetic(error.WrittenSpan.ToArray(), readyForQuery: simple, _unit);
+        }
+        else
+        {
+            WriteDirect(o => PgMessageWriter.WriteError(o, "ERROR", sqlState, message));
+            if (simple)
+                WriteDirect(static o => PgMessageWriter.WriteReadyForQuery(o, PgTransactionStatus.Idle));
+        }
+        if (!simple)
+            _skipUntilSync = true;
+        _unitOpen = !simple;
     }
 
     /// <summary>Starts writing to the attached server, if the client still has one; false otherwise.</summary>
@@ -445,6 +553,50 @@ internal sealed class PgClientSession : IClientSession
         }
     }
 
+    /// <summary>
+    /// Applies the admitted group's server settings and statement timeout to the connection when they
+    /// differ from what it has — only between transactions, where a SET cannot disturb the client's
+    /// portals — so that the common case costs nothing.
+    /// </summary>
+    private static void SyncGroupSettings(PgServerConnection server, in QosAdmission admission)
+    {
+        var group = admission.Group;
+        if (ReferenceEquals(server.AppliedSettingsGroup, group) && server.AppliedStatementTimeout == admission.StatementTimeout)
+            return;
+        if (server.TransactionStatus != PgTransactionStatus.Idle || server.HasPendingRequests)
+            return;
+        var sql = new StringBuilder();
+        var wanted = group?.ServerSettings ?? [];
+        foreach (var (name, value) in wanted)
+        {
+            if (!server.AppliedSettings.TryGetValue(name, out var applied) || applied != value)
+                sql.Append("SET ").Append(name).Append(" TO ").Append(PgTrackedParameters.QuoteLiteral(value)).Append(';');
+        }
+        foreach (var name in server.AppliedSettings.Keys)
+        {
+            var stillWanted = false;
+            foreach (var (n, _) in wanted)
+                stillWanted |= string.Equals(n, name, StringComparison.OrdinalIgnoreCase);
+            if (!stillWanted)
+                sql.Append("RESET ").Append(name).Append(';');
+        }
+        if (admission.StatementTimeout != server.AppliedStatementTimeout)
+        {
+            sql.Append(admission.StatementTimeout > TimeSpan.Zero
+                ? $"SET statement_timeout TO {(long)admission.StatementTimeout.TotalMilliseconds};"
+                : "RESET statement_timeout;");
+        }
+        server.AppliedSettings.Clear();
+        foreach (var (name, value) in wanted)
+            server.AppliedSettings[name] = value;
+        server.AppliedSettingsGroup = group;
+        server.AppliedStatementTimeout = admission.StatementTimeout;
+        if (sql.Length == 0)
+            return;
+        server.Enqueue(PgRequestKind.Query, PgResponseMode.Swallow);
+        PgMessageWriter.WriteQuery(server.Output, sql.ToString());
+    }
+
     private async ValueTask<PgServerConnection> AcquireAsync(CancellationToken cancellationToken)
     {
         try
@@ -468,6 +620,11 @@ internal sealed class PgClientSession : IClientSession
         _writing = null;
         try
         {
+            if (_bytesToServer > 0)
+            {
+                _qos?.AddBytes(0, _bytesToServer);
+                _bytesToServer = 0;
+            }
             await server.Output.FlushAsync();
         }
         finally
@@ -488,13 +645,121 @@ internal sealed class PgClientSession : IClientSession
         await _output.FlushAsync();
     }
 
-    private static void Copy(PipeWriter output, in ReadOnlySequence<byte> bytes)
+    private void CopyToServer(PgServerConnection server, in ReadOnlySequence<byte> bytes)
     {
         foreach (var segment in bytes)
-            output.Write(segment.Span);
+            server.Output.Write(segment.Span);
+        _bytesToServer += bytes.Length;
+    }
+
+    // ------------------------------------------------------------------ statement classification
+
+    /// <summary>What the edge knows of a statement the client prepared: its shape and access, for admission.</summary>
+    private readonly record struct PreparedShape(ulong Fingerprint, bool IsWrite, QueryHints Hints);
+
+    private PreparedShape ClassifyUnit(PgRequestKind kind, in ReadOnlySequence<byte> message)
+    {
+        var payload = message.Slice(PgFrame.HeaderLength);
+        switch (kind)
+        {
+            case PgRequestKind.Query:
+                return Classify(payload, skipName: false);
+            case PgRequestKind.Parse:
+                return Classify(payload, skipName: true);
+            case PgRequestKind.Bind:
+                {
+                    // Bind: portal name, statement name, ...
+                    var reader = new SequenceReader<byte>(payload);
+                    if (reader.TryAdvanceTo(0) && TryReadCString(ref reader, out var name) && _prepared.TryGetValue(name, out var shape))
+                        return shape;
+                    return new PreparedShape(0, IsWrite: true, default);
+                }
+            default:
+                return new PreparedShape(0, IsWrite: false, default);
+        }
+    }
+
+    /// <summary>Classifies the SQL text of a Query (or, with <paramref name="skipName"/>, a Parse) payload.</summary>
+    private PreparedShape Classify(ReadOnlySequence<byte> payload, bool skipName)
+    {
+        if (skipName)
+        {
+            var start = payload.PositionOf((byte)0);
+            if (start is null)
+                return default;
+            payload = payload.Slice(payload.GetPosition(1, start.Value));
+        }
+        var end = payload.PositionOf((byte)0);
+        if (end is not null)
+            payload = payload.Slice(0, end.Value);
+        var rules = Tracked[PgTrackedParameters.IndexOf("standard_conforming_strings")] == "off" ? NonConformingRules : RoutingRules.Default;
+        if (payload.IsSingleSegment)
+            return Shape(StatementClassifier.Classify(payload.FirstSpan, SqlDialect.PostgreSql, rules));
+        var array = ArrayPool<byte>.Shared.Rent((int)payload.Length);
+        try
+        {
+            payload.CopyTo(array);
+            return Shape(StatementClassifier.Classify(array.AsSpan(0, (int)payload.Length), SqlDialect.PostgreSql, rules));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(array);
+        }
+
+        static PreparedShape Shape(in StatementInfo info) => new(info.Fingerprint, info.IsWrite, info.Hints);
+    }
+
+    private static readonly RoutingRules NonConformingRules = RoutingRules.Default with { StandardConformingStrings = false };
+
+    /// <summary>Keeps the shape of a statement the client parses, so that later Binds of it are admitted by it.</summary>
+    private void RememberStatement(in ReadOnlySequence<byte> message)
+    {
+        if (_qos is null)
+            return;
+        var payload = message.Slice(PgFrame.HeaderLength);
+        var reader = new SequenceReader<byte>(payload);
+        if (!TryReadCString(ref reader, out var name))
+            return;
+        if (name.Length > 0 && _prepared.Count >= MaxRememberedStatements && !_prepared.ContainsKey(name))
+            return;
+        _prepared[name] = Classify(payload, skipName: true);
+    }
+
+    private const int MaxRememberedStatements = 10_000;
+
+    private static bool TryReadCString(ref SequenceReader<byte> reader, out string value)
+    {
+        if (!reader.TryReadTo(out ReadOnlySequence<byte> bytes, 0))
+        {
+            value = "";
+            return false;
+        }
+        value = bytes.Length == 0 ? "" : Encoding.UTF8.GetString(bytes);
+        return true;
     }
 
     // ------------------------------------------------------------------ called by the server connection
+
+    /// <summary>The pump relayed <paramref name="bytes"/> of responses and finished request unit <paramref name="completedUnit"/> (0: none).</summary>
+    public void OnResponses(long bytes, int completedUnit)
+    {
+        var qos = _qos;
+        if (qos is null)
+            return;
+        if (bytes > 0)
+            qos.AddBytes(bytes, 0);
+        if (completedUnit == 0)
+            return;
+        lock (_unitLock)
+        {
+            // A later unit may already be admitted (pipelining); it completed this one then.
+            if (completedUnit == _unit)
+                qos.Complete();
+        }
+    }
+
+    /// <summary>The server connection went back to the pool at the end of a transaction: so does the scheduler slot. Called under the connection's lock.</summary>
+    public void OnTransactionReleased() => _qos?.ReleaseSlot();
 
     /// <summary>Flushes what the server connection's pump wrote; marks the output broken on failure.</summary>
     public async ValueTask FlushOutputAsync()
@@ -559,6 +824,23 @@ internal sealed class PgClientSession : IClientSession
     {
         _state = PgClientState.Closing;
         _connection.Abort(new ConnectionAbortedException(reason));
+    }
+
+    // ------------------------------------------------------------------ runaway rules
+
+    /// <summary>A runaway rule fired on this client's running statement (from the janitor's thread).</summary>
+    public void OnRunaway(QosSession session, RunawayHit hit, QosRejection cancel)
+    {
+        PgLog.RunawayHit(_edge.Log, ProcessId, hit.Rule?.Name ?? "", cancel.IsRejected);
+        if (!cancel.IsRejected)
+            return;
+        var server = _server;
+        if (server is null || !server.IsAttachedTo(this))
+            return;
+        var error = new ArrayBufferWriter<byte>();
+        PgMessageWriter.WriteError(error, "ERROR", cancel.SqlState, cancel.FormatMessage());
+        server.SetCancelReplacement(error.WrittenSpan.ToArray());
+        _ = _pool!.CancelAsync(server);
     }
 
     // ------------------------------------------------------------------ cancel

@@ -12,8 +12,12 @@ internal sealed class PgEdgeContext(
     PgPoolRegistry pools,
     INetworkConnector connector,
     TimeProvider time,
-    ILoggerFactory loggers)
+    ILoggerFactory loggers,
+    MProxy.Edge.Qos.QosGate? qos = null)
 {
+    /// <summary>The QoS gate; its configuration says whether QoS is on.</summary>
+    public MProxy.Edge.Qos.QosGate? Qos { get; } = qos;
+
     public ConfigStore Config { get; } = config;
     public ClientRegistry Clients { get; } = clients;
     public PgPoolRegistry Pools { get; } = pools;

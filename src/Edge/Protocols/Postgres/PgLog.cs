@@ -38,6 +38,9 @@ internal static partial class PgLog
     [LoggerMessage(1015, LogLevel.Warning, "A request the edge sent on server connection {ServerId} failed with {SqlState}: {Message}")]
     public static partial void InternalRequestFailed(ILogger logger, long serverId, string sqlState, string message);
 
+    [LoggerMessage(1030, LogLevel.Warning, "Client {ClientId}: runaway rule {Rule} fired (cancel: {Cancel})")]
+    public static partial void RunawayHit(ILogger logger, int clientId, string rule, bool cancel);
+
     [LoggerMessage(1020, LogLevel.Information, "Client {ClientId} cancelled its request on server connection {ServerId}")]
     public static partial void CancelForwarded(ILogger logger, int clientId, long serverId);
 

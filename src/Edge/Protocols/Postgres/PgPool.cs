@@ -44,13 +44,18 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
 
     public ServerPool<PgServerConnection> Connections { get; }
 
+    /// <summary>The QoS scheduler in front of this pool (its capacity is the pool's size), when QoS is on.</summary>
+    public MProxy.Edge.Qos.QosScheduler? Scheduler { get; init; }
+
     /// <summary>The ParameterStatus set the first server connection reported; what clients are greeted with.</summary>
     public IReadOnlyList<KeyValuePair<string, string>>? Welcome => _welcome;
 
-    public void Reconfigure(DatabaseConfig database)
+    public void Reconfigure(DatabaseConfig database, MProxy.Edge.Qos.CoDelSettings? codel)
     {
         _database = database;
         Connections.Reconfigure(ToSettings(database.Pool));
+        if (codel is not null)
+            Scheduler?.Reconfigure(database.Pool.Size, codel);
     }
 
     public static PoolSettings ToSettings(PoolConfig pool) =>

@@ -6,7 +6,7 @@ using MProxy.Edge.Networking;
 namespace MProxy.Edge.Protocols.Postgres;
 
 /// <summary>The PostgreSQL pools of this edge, one per (database, server user), created on first use.</summary>
-internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider time, ILoggerFactory loggers)
+internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider time, ILoggerFactory loggers, MProxy.Edge.Qos.QosGate? qos = null)
 {
     private readonly ConcurrentDictionary<(string Database, string User), PgPool> _pools = new();
     private readonly ILogger _log = loggers.CreateLogger("MProxy.Edge.Postgres.Pool");
@@ -19,7 +19,10 @@ internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider t
         if (_pools.TryGetValue((database.Name, serverUser), out var pool))
             return pool;
         var password = database.ServerUser is not null ? database.ServerPassword : user?.ServerPassword ?? user?.Password;
-        return _pools.GetOrAdd((database.Name, serverUser), _ => new PgPool(database, serverUser, password, config.Clients.MaxMessageBytes, connector, time, _log));
+        return _pools.GetOrAdd((database.Name, serverUser), _ => new PgPool(database, serverUser, password, config.Clients.MaxMessageBytes, connector, time, _log)
+        {
+            Scheduler = qos is { Config.Enabled: true } ? qos.CreateScheduler($"{database.Name}/{serverUser}", database.Pool.Size) : null,
+        });
     }
 
     /// <summary>Periodic upkeep of every pool (the janitor calls it).</summary>
@@ -42,7 +45,7 @@ internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider t
             }
             else
             {
-                pool.Reconfigure(database);
+                pool.Reconfigure(database, qos?.Config.CoDel);
             }
         }
     }

@@ -12,6 +12,9 @@ internal enum PgRequestKind : byte
     Execute,
     Close,
     Sync,
+
+    /// <summary>Not sent to the server: the edge's own response, emitted when it reaches the head of the queue.</summary>
+    Synthetic,
 }
 
 /// <summary>Where the responses to one request go.</summary>
@@ -42,10 +45,18 @@ internal sealed class PgInternalRequest
     public void Fail(Exception exception) => _completion.TrySetException(exception);
 }
 
-internal readonly record struct PgPendingRequest(PgRequestKind Kind, PgResponseMode Mode, PgInternalRequest? Internal = null)
+/// <summary>One request awaiting its responses.</summary>
+/// <param name="Kind">What was sent.</param>
+/// <param name="Mode">Where its responses go.</param>
+/// <param name="Internal">For the edge's own requests: completed at ReadyForQuery.</param>
+/// <param name="Unit">The client's request unit (QoS statement) this request ends, or 0.</param>
+/// <param name="Synthetic">For <see cref="PgRequestKind.Synthetic"/>: the bytes to emit.</param>
+/// <param name="SyntheticReadyForQuery">For <see cref="PgRequestKind.Synthetic"/>: also emit ReadyForQuery with the server's current status.</param>
+internal readonly record struct PgPendingRequest(
+    PgRequestKind Kind, PgResponseMode Mode, PgInternalRequest? Internal = null, int Unit = 0, byte[]? Synthetic = null, bool SyntheticReadyForQuery = false)
 {
     /// <summary>Extended-protocol requests are skipped by the server after an error, up to the next Sync.</summary>
-    public bool IsExtended => Kind is not (PgRequestKind.Query or PgRequestKind.FunctionCall or PgRequestKind.Sync);
+    public bool IsExtended => Kind is not (PgRequestKind.Query or PgRequestKind.FunctionCall or PgRequestKind.Sync or PgRequestKind.Synthetic);
 
     /// <summary>Requests answered by ReadyForQuery.</summary>
     public bool EndsWithReadyForQuery => Kind is PgRequestKind.Query or PgRequestKind.FunctionCall or PgRequestKind.Sync;

@@ -54,6 +54,9 @@ internal sealed class PgServerConnection : IPooledConnection
     private bool _skipUntilSync;   // an extended request failed: the server skips to the next Sync
     private long _bodyRemaining;   // bytes of the current server message not read yet
     private bool _bodyForward;     // whether those bytes go to the client
+    private long _forwardedBytes;  // bytes forwarded to the client by the batch being processed
+    private int _completedUnit;    // the latest client request unit completed by the batch being processed
+    private byte[]? _cancelReplacement; // the edge cancelled the running request: answer this instead of the server's 57014
 
     public PgServerConnection(PgPool pool, ConnectionContext transport, PgServerStartup startup, HostPort endpoint, long openedAt, ILogger log)
     {
@@ -103,6 +106,16 @@ internal sealed class PgServerConnection : IPooledConnection
 
     public PgTransactionStatus TransactionStatus => _status;
 
+    /// <summary>Whether responses are still awaited on this connection.</summary>
+    public bool HasPendingRequests
+    {
+        get
+        {
+            lock (_sync)
+                return _queue.Count > 0;
+        }
+    }
+
     public PgServerState State => _state;
 
     public PgClientSession? Client => Volatile.Read(ref _client);
@@ -138,17 +151,48 @@ internal sealed class PgServerConnection : IPooledConnection
     }
 
     /// <summary>Records a request the client (or the edge for it) is about to write to <see cref="Output"/>.</summary>
-    public void Enqueue(PgRequestKind kind, PgResponseMode mode)
+    public void Enqueue(PgRequestKind kind, PgResponseMode mode, int unit = 0)
     {
         lock (_sync)
         {
-            _queue.Enqueue(new PgPendingRequest(kind, mode));
+            _queue.Enqueue(new PgPendingRequest(kind, mode, Unit: unit));
             if (kind == PgRequestKind.Sync)
                 _clientUnsynced = false;
             else if (mode == PgResponseMode.Forward && kind is not (PgRequestKind.Query or PgRequestKind.FunctionCall))
                 _clientUnsynced = true;
         }
     }
+
+    /// <summary>
+    /// Queues the edge's own response to the attached client (an error for a refused request), to be
+    /// emitted in order once every response before it has been relayed; with
+    /// <paramref name="readyForQuery"/>, followed by ReadyForQuery with the server's status then.
+    /// </summary>
+    public void EnqueueSynthetic(byte[] bytes, bool readyForQuery, int unit)
+    {
+        lock (_sync)
+            _queue.Enqueue(new PgPendingRequest(PgRequestKind.Synthetic, PgResponseMode.Forward, Unit: unit, Synthetic: bytes, SyntheticReadyForQuery: readyForQuery));
+        // The pump may be waiting for server data that will never come: wake it to emit this.
+        _input.CancelPendingRead();
+    }
+
+    /// <summary>
+    /// The edge is cancelling the running request (a runaway rule): when the server answers with
+    /// 57014, the client gets <paramref name="errorResponse"/> instead, which says why.
+    /// </summary>
+    public void SetCancelReplacement(byte[] errorResponse)
+    {
+        lock (_sync)
+            _cancelReplacement = errorResponse;
+    }
+
+    /// <summary>The resource group whose server settings (and the statement timeout) were last applied to this connection.</summary>
+    public object? AppliedSettingsGroup { get; set; }
+
+    public TimeSpan AppliedStatementTimeout { get; set; }
+
+    /// <summary>Server settings the edge set on this connection for a resource group (name → value).</summary>
+    public Dictionary<string, string> AppliedSettings { get; } = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Ends the client's batch (after flushing <see cref="Output"/>); may return the connection to the pool.</summary>
     public void EndWrite(PgClientSession client)
@@ -220,12 +264,15 @@ internal sealed class PgServerConnection : IPooledConnection
         return await request.Task.WaitAsync(cancellationToken);
     }
 
-    /// <summary>After the edge's reset: the unreported tracked parameters are back at the server's defaults.</summary>
+    /// <summary>After the edge's reset: the unreported tracked parameters and the group settings are back at the server's defaults.</summary>
     public void ForgetUnreportedParameters()
     {
         for (var i = 0; i < Tracked.Length; i++)
             if (!PgTrackedParameters.IsReported(i))
                 Tracked[i] = null;
+        AppliedSettings.Clear();
+        AppliedSettingsGroup = null;
+        AppliedStatementTimeout = TimeSpan.Zero;
     }
 
     public async ValueTask CloseAsync()
@@ -262,6 +309,8 @@ internal sealed class PgServerConnection : IPooledConnection
                 PgClientSession? client;
                 bool wrote;
                 SequencePosition consumed;
+                long forwarded;
+                int completedUnit;
                 lock (_sync)
                 {
                     client = _client;
@@ -269,11 +318,17 @@ internal sealed class PgServerConnection : IPooledConnection
                     consumed = ProcessLocked(buffer, client, ref wrote);
                     if (wrote)
                         _pumpFlushing = true;
+                    forwarded = _forwardedBytes;
+                    completedUnit = _completedUnit;
+                    _forwardedBytes = 0;
+                    _completedUnit = 0;
                 }
                 _input.AdvanceTo(consumed, buffer.End);
 
                 if (client is not null)
                 {
+                    if (forwarded > 0 || completedUnit != 0)
+                        client.OnResponses(forwarded, completedUnit);
                     if (wrote)
                         await client.FlushOutputAsync();
                     bool release;
@@ -298,7 +353,7 @@ internal sealed class PgServerConnection : IPooledConnection
 
     /// <summary>
     /// Handles every whole message in <paramref name="buffer"/> (and the available part of a large
-    /// forwarded one); returns how far it consumed.
+    /// forwarded one), emitting the edge's own responses where they fall due; returns how far it consumed.
     /// </summary>
     private SequencePosition ProcessLocked(in ReadOnlySequence<byte> buffer, PgClientSession? client, ref bool wrote)
     {
@@ -310,6 +365,7 @@ internal sealed class PgServerConnection : IPooledConnection
             if (_bodyForward && output is not null)
             {
                 Copy(output, cursor.Slice(0, take));
+                _forwardedBytes += take;
                 wrote = true;
             }
             _bodyRemaining -= take;
@@ -317,6 +373,7 @@ internal sealed class PgServerConnection : IPooledConnection
             if (_bodyRemaining > 0)
                 return cursor.Start;
         }
+        EmitSyntheticLocked(output, ref wrote);
 
         var maxMessage = _pool.MaxMessageBytes;
         var inRun = false;
@@ -327,21 +384,28 @@ internal sealed class PgServerConnection : IPooledConnection
             var whole = cursor.Length >= total;
             if (!whole && NeedsWholeMessage(code))
                 break;
-            var forward = whole
+            var disposition = whole
                 ? HandleMessage(code, cursor.Slice(PgFrame.HeaderLength, payloadLength), client)
                 : HandleMessageHeader(code, client);
-            forward &= output is not null;
+            var forward = disposition == Disposition.Forward && output is not null;
 
             if (forward && !inRun)
             {
                 runStart = cursor.Start;
                 inRun = true;
             }
-            else if (!forward && inRun)
+            else if (!forward)
             {
-                Copy(output!, buffer.Slice(runStart, cursor.Start));
-                wrote = true;
-                inRun = false;
+                if (inRun)
+                {
+                    FlushRun(output!, buffer.Slice(runStart, cursor.Start), ref wrote);
+                    inRun = false;
+                }
+                if (disposition == Disposition.Replace && output is not null)
+                {
+                    output.Write(_replacement);
+                    wrote = true;
+                }
             }
 
             if (!whole)
@@ -349,24 +413,69 @@ internal sealed class PgServerConnection : IPooledConnection
                 // Stream the rest of a large message as it arrives instead of buffering it whole.
                 _bodyRemaining = total - cursor.Length;
                 _bodyForward = forward;
-                cursor = cursor.Slice(cursor.End);
-                break;
+                if (inRun)
+                    FlushRun(output!, buffer.Slice(runStart, cursor.End), ref wrote);
+                return cursor.End;
             }
             cursor = cursor.Slice(total);
+            if (_queue.Count > 0 && _queue.Head.Kind == PgRequestKind.Synthetic)
+            {
+                if (inRun)
+                {
+                    FlushRun(output!, buffer.Slice(runStart, cursor.Start), ref wrote);
+                    inRun = false;
+                }
+                EmitSyntheticLocked(output, ref wrote);
+            }
         }
         if (inRun)
-        {
-            Copy(output!, buffer.Slice(runStart, cursor.Start));
-            wrote = true;
-        }
+            FlushRun(output!, buffer.Slice(runStart, cursor.Start), ref wrote);
         return cursor.Start;
     }
+
+    private void FlushRun(PipeWriter output, in ReadOnlySequence<byte> run, ref bool wrote)
+    {
+        Copy(output, run);
+        _forwardedBytes += run.Length;
+        wrote = true;
+    }
+
+    /// <summary>Emits the edge's own responses now at the head of the queue.</summary>
+    private void EmitSyntheticLocked(PipeWriter? output, ref bool wrote)
+    {
+        // After a server error the server skips to Sync; so do the edge's responses queued before it.
+        while (!_skipUntilSync && _queue.Count > 0 && _queue.Head.Kind == PgRequestKind.Synthetic)
+        {
+            var request = _queue.Dequeue();
+            if (request.Unit != 0)
+                _completedUnit = Math.Max(_completedUnit, request.Unit);
+            if (output is null)
+                continue;
+            output.Write(request.Synthetic);
+            if (request.SyntheticReadyForQuery)
+                PgMessageWriter.WriteReadyForQuery(output, _status);
+            wrote = true;
+        }
+    }
+
+    private enum Disposition
+    {
+        Drop,
+        Forward,
+
+        /// <summary>Send <see cref="_replacement"/> instead of the message.</summary>
+        Replace,
+    }
+
+    private byte[] _replacement = [];
 
     private static bool NeedsWholeMessage(byte code) =>
         code is (byte)PgBackendCode.ReadyForQuery or (byte)PgBackendCode.ErrorResponse or (byte)PgBackendCode.ParameterStatus;
 
-    /// <summary>Updates the queue and status for one whole message; returns whether it goes to the client.</summary>
-    private bool HandleMessage(byte code, in ReadOnlySequence<byte> payload, PgClientSession? client)
+    private static Disposition ForwardIf(bool forward) => forward ? Disposition.Forward : Disposition.Drop;
+
+    /// <summary>Updates the queue and status for one whole message; returns what becomes of it.</summary>
+    private Disposition HandleMessage(byte code, in ReadOnlySequence<byte> payload, PgClientSession? client)
     {
         switch ((PgBackendCode)code)
         {
@@ -383,7 +492,12 @@ internal sealed class PgServerConnection : IPooledConnection
                     _skipUntilSync = false;
                     var request = _queue.Dequeue();
                     request.Internal?.Complete();
-                    return request.Mode == PgResponseMode.Forward && client is not null;
+                    if (request.Unit != 0)
+                    {
+                        _completedUnit = Math.Max(_completedUnit, request.Unit);
+                        _cancelReplacement = null;
+                    }
+                    return ForwardIf(request.Mode == PgResponseMode.Forward && client is not null);
                 }
             case PgBackendCode.ErrorResponse:
                 {
@@ -394,7 +508,7 @@ internal sealed class PgServerConnection : IPooledConnection
                         PgLog.ServerAsyncError(_log, Id, fields.SqlState, fields.Message);
                         if (fields.IsFatal)
                             _state = PgServerState.Broken;
-                        return client is not null;
+                        return ForwardIf(client is not null);
                     }
                     var head = _queue.Head;
                     if (head.Internal is not null)
@@ -408,7 +522,13 @@ internal sealed class PgServerConnection : IPooledConnection
                     }
                     if (fields.IsFatal)
                         _state = PgServerState.Broken;
-                    return head.Mode == PgResponseMode.Forward && client is not null;
+                    if (fields.SqlState == PgSqlState.QueryCanceled && _cancelReplacement is { } replacement && head.Mode == PgResponseMode.Forward && client is not null)
+                    {
+                        _replacement = replacement;
+                        _cancelReplacement = null;
+                        return Disposition.Replace;
+                    }
+                    return ForwardIf(head.Mode == PgResponseMode.Forward && client is not null);
                 }
             case PgBackendCode.ParameterStatus:
                 {
@@ -416,7 +536,7 @@ internal sealed class PgServerConnection : IPooledConnection
                     try
                     {
                         var reader = new PgMessageReader(array.AsSpan(0, length));
-                        return HandleParameterStatus(reader.ReadCString(), reader.ReadCString(), client);
+                        return ForwardIf(HandleParameterStatus(reader.ReadCString(), reader.ReadCString(), client));
                     }
                     finally
                     {
@@ -429,21 +549,21 @@ internal sealed class PgServerConnection : IPooledConnection
     }
 
     /// <summary>Handles a message whose payload the edge does not need (it may not be buffered whole).</summary>
-    private bool HandleMessageHeader(byte code, PgClientSession? client)
+    private Disposition HandleMessageHeader(byte code, PgClientSession? client)
     {
         switch ((PgBackendCode)code)
         {
             case PgBackendCode.NoticeResponse:
-                return client is not null && (_queue.Count == 0 || _queue.Head.Mode == PgResponseMode.Forward);
+                return ForwardIf(client is not null && (_queue.Count == 0 || _queue.Head.Mode == PgResponseMode.Forward));
             case PgBackendCode.NotificationResponse:
-                return client is not null;
+                return ForwardIf(client is not null);
         }
-        if (_queue.Count == 0 || _skipUntilSync)
+        if (_queue.Count == 0 || _skipUntilSync || _queue.Head.Kind == PgRequestKind.Synthetic)
             PgProtocolException.Throw($"unexpected message '{(char)code}' from the server");
         var head = _queue.Head;
         if (head.IsCompletedBy(code))
             _queue.Dequeue();
-        return head.Mode == PgResponseMode.Forward && client is not null;
+        return ForwardIf(head.Mode == PgResponseMode.Forward && client is not null);
     }
 
     private bool HandleParameterStatus(string name, string value, PgClientSession? client)
@@ -474,6 +594,9 @@ internal sealed class PgServerConnection : IPooledConnection
         {
             return false;
         }
+        // The client's scheduler slot goes with the connection, under this lock: by the time the
+        // client's loop sees the connection gone, the slot is free too.
+        _client.OnTransactionReleased();
         _client = null;
         _state = PgServerState.Idle;
         return true;
