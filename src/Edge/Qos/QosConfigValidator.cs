@@ -40,7 +40,8 @@ internal static class QosConfigValidator
             }
         }
         var defaultGroup = raw.DefaultGroup ?? QosConfig.DefaultGroupName;
-        if (groups.Count == 0)
+        // Without an explicit defaultGroup, tenants nobody configured get an implicit 'default' group.
+        if (groups.Count == 0 || (raw.DefaultGroup is null && !groups.Exists(g => g.Name == defaultGroup)))
             groups.Add(new ResourceGroupConfig { Name = Name($"{Root}.defaultGroup", defaultGroup) });
         if (!groups.Exists(g => g.Name == defaultGroup))
             throw new ConfigException($"{Root}.defaultGroup", $"group '{defaultGroup}' is not defined under qos.groups");
