@@ -126,4 +126,16 @@ public sealed class ConfigLoaderTests
     [InlineData("10.1.2.3", "10.1.2.3", 5432)]
     public void ParseHostPort_Forms(string text, string host, int port) =>
         Assert.Equal(new HostPort(host, port), ConfigLoader.ParseHostPort("k", text, 5432));
+
+    [Fact]
+    public void DeployExample_LoadsAndEnablesEverySection()
+    {
+        var path = Path.Combine(AppContext.BaseDirectory, "deploy", "mproxy.yaml");
+        var config = ConfigLoader.Load(new CommandLineOverrides { ConfigFile = path });
+        Assert.True(config.Qos.Enabled);
+        Assert.Equal(3, config.Qos.Groups.Count);
+        Assert.False(config.Policy.Embedded);
+        Assert.Equal(new HostPort("postgres-primary", 5432), Assert.Single(config.Databases).Primary);
+        Assert.NotNull(config.Listen.Admin);
+    }
 }
