@@ -13,4 +13,5 @@ chmod 1777 /tmp 2>/dev/null || true
 
 cd "$root"
 dotnet build MProxy.sln -c Release -nologo -v quiet
-dotnet test MProxy.sln -c Release --no-build -nologo --logger "console;verbosity=minimal" "$@"
+# A hung test fails the run (with the test named) instead of running into the CI time limit.
+dotnet test MProxy.sln -c Release --no-build -nologo --logger "console;verbosity=minimal" --blame-hang-timeout 10m --blame-hang-dump-type none "$@"
