@@ -362,7 +362,7 @@ public sealed class BackendMonitor : IAsyncDisposable
             var timeline = _trackers[current].Timeline;
             for (var i = 0; i < _trackers.Length; i++)
             {
-                if (i != current && Claims(i) && timeline != 0 && _trackers[i].Timeline > timeline && _trackers[i].Timeline > _trackers[keep].Timeline)
+                if (i != current && Claims(i) && timeline != 0 && _trackers[i].Timeline > _trackers[keep].Timeline)
                     keep = i;
             }
             return keep;
