@@ -34,8 +34,12 @@ public sealed record BackendsConfig
     /// <summary>Hosts besides the primary: the replicas there are when all hosts are up.</summary>
     public int ReplicaCount => Hosts.Count - 1;
 
-    /// <summary>The login the monitor uses for its own connection to every host.</summary>
-    public required MonitorCredentials Monitor { get; init; }
+    /// <summary>
+    /// The login the monitor uses for its own connection to every host. Null only for a single-host
+    /// database with no monitor user to be found: it then has no health checks (and no
+    /// <see cref="DatabaseBackends"/>), everything goes to its one host as before.
+    /// </summary>
+    public required MonitorCredentials? Monitor { get; init; }
 
     /// <summary>Time between the starts of two probe rounds. Default 1 s.</summary>
     public TimeSpan HealthCheckInterval { get; init; } = TimeSpan.FromSeconds(1);

@@ -28,12 +28,18 @@ public static class BackendsConfigValidator
         var (mode, hosts) = ValidateHosts(key, raw, defaults.Primary);
 
         var monitorUser = raw.Monitor?.User ?? defaults.Monitor?.User;
-        if (string.IsNullOrWhiteSpace(monitorUser))
+        MonitorCredentials? monitor = null;
+        if (!string.IsNullOrWhiteSpace(monitorUser))
+        {
+            monitor = new MonitorCredentials(
+                monitorUser,
+                raw.Monitor?.Password ?? (raw.Monitor?.User is null ? defaults.Monitor?.Password : null),
+                raw.Monitor?.Database ?? defaults.Monitor?.Database ?? "postgres");
+        }
+        else if (hosts.Count > 1 || raw.Monitor is not null)
+        {
             throw new ConfigException($"{key}.monitor.user", "is required: the login the edge uses to check the health of each host");
-        var monitor = new MonitorCredentials(
-            monitorUser,
-            raw.Monitor?.Password ?? (raw.Monitor?.User is null ? defaults.Monitor?.Password : null),
-            raw.Monitor?.Database ?? defaults.Monitor?.Database ?? "postgres");
+        }
 
         var interval = Ms($"{key}.healthCheck.intervalMs", raw.HealthCheck?.IntervalMs ?? 1000, 50, 600_000);
         var timeout = Ms($"{key}.healthCheck.timeoutMs", raw.HealthCheck?.TimeoutMs ?? (int)Math.Min(1000, interval.TotalMilliseconds), 10, 600_000);

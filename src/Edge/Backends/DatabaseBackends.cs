@@ -14,8 +14,11 @@ public sealed class DatabaseBackends : IAsyncDisposable
 {
     private readonly IBackendProbe _probe;
 
+    /// <exception cref="ArgumentException">the configuration has no monitor credentials (a single host without health checks needs no DatabaseBackends).</exception>
     public DatabaseBackends(string database, BackendsConfig config, IBackendProbe probe, TimeProvider time, ILogger log)
     {
+        if (config.Monitor is null)
+            throw new ArgumentException("backends without monitor credentials have no health checks: route everything to the one host instead", nameof(config));
         Config = config;
         _probe = probe;
         Monitor = new BackendMonitor(database, config, probe, time, log);

@@ -143,9 +143,26 @@ public sealed class BackendsConfigValidatorTests
     }
 
     [Fact]
-    public void Parse_NoMonitorUserAnywhere_ReportsMonitorUser()
+    public void Parse_ReplicasButNoMonitorUserAnywhere_ReportsMonitorUser()
     {
-        var error = Error("{ primary: a }", Defaults with { Monitor = null });
+        var error = Error("{ primary: a, replicas: [b] }", Defaults with { Monitor = null });
+        Assert.Equal(Key + ".monitor.user", error.Key);
+        Assert.Equal(Key + ".monitor.user", Error("hosts: [a, b]", Defaults with { Monitor = null }).Key);
+        Assert.Null(Parse("hosts: [a]", Defaults with { Monitor = null }).Monitor);
+    }
+
+    [Fact]
+    public void Validate_SingleHostNoMonitorUser_NoHealthChecks()
+    {
+        var config = BackendsConfigValidator.Validate(Key, null, Defaults with { Primary = new HostPort("a", 5432), Monitor = null });
+        Assert.Null(config.Monitor);
+        Assert.Equal([new HostPort("a", 5432)], config.Hosts);
+    }
+
+    [Fact]
+    public void Parse_MonitorSectionWithoutUser_Reported()
+    {
+        var error = Error("{ primary: a, monitor: { password: x } }", Defaults with { Monitor = null });
         Assert.Equal(Key + ".monitor.user", error.Key);
     }
 
