@@ -64,6 +64,7 @@ public sealed class BackendMonitor : IAsyncDisposable
     private TaskCompletionSource _published = NewSignal();
     private CancellationTokenSource? _stop;
     private Task? _loop;
+    private bool _disposed;
 
     public BackendMonitor(string database, BackendsConfig config, IBackendProbe probe, TimeProvider time, ILogger log)
     {
@@ -111,7 +112,7 @@ public sealed class BackendMonitor : IAsyncDisposable
     {
         lock (_lock)
         {
-            if (_stop is not null)
+            if (_stop is not null || _disposed)
                 throw new InvalidOperationException("the monitor is already started");
             _stop = new CancellationTokenSource();
         }
@@ -228,8 +229,21 @@ public sealed class BackendMonitor : IAsyncDisposable
     /// </summary>
     public void ReportConnectFailure(int backend, string reason) => _breakers[backend].RecordFailure(reason);
 
-    /// <summary>A pool connected to host <paramref name="backend"/>: resets its consecutive failures.</summary>
-    public void ReportConnectSuccess(int backend) => _breakers[backend].RecordSuccess();
+    /// <summary>A pool connected to host <paramref name="backend"/>: resets its consecutive failures (and wakes primary waiters).</summary>
+    public void ReportConnectSuccess(int backend)
+    {
+        var breaker = _breakers[backend];
+        if (breaker.ConsecutiveFailures == 0)
+            return;
+        breaker.RecordSuccess();
+        TaskCompletionSource signal;
+        lock (_lock)
+        {
+            signal = _published;
+            _published = NewSignal();
+        }
+        signal.TrySetResult();
+    }
 
     /// <summary>
     /// Returns the primary once there is a usable one — in the snapshot, breaker closed, and no failure
@@ -342,7 +356,8 @@ public sealed class BackendMonitor : IAsyncDisposable
         {
             var before = previous.Backends[i];
             var after = next.Backends[i];
-            if (after.Role == BackendRole.StalePrimary && before.Role != BackendRole.StalePrimary)
+            // A stale primary is worth a warning while it is up and another host is the primary (not when it just died).
+            if (IsLiveStalePrimary(after, next) && !IsLiveStalePrimary(before, previous))
                 BackendsLog.StalePrimary(_log, _database, after.Endpoint.ToString(), after.Timeline, next.Primary?.Endpoint.ToString() ?? "none", next.Primary?.Timeline ?? 0);
             var lagBefore = before.Eligibility is ReadEligibility.LagBytes or ReadEligibility.LagTime;
             var lagAfter = after.Eligibility is ReadEligibility.LagBytes or ReadEligibility.LagTime;
@@ -352,6 +367,9 @@ public sealed class BackendMonitor : IAsyncDisposable
                 BackendsLog.ReplicaAdmitted(_log, _database, after.Endpoint.ToString(), after.LagBytes, after.LagTime?.TotalMilliseconds);
         }
     }
+
+    private static bool IsLiveStalePrimary(BackendStatus backend, BackendTopology topology) =>
+        backend.Role == BackendRole.StalePrimary && backend.Breaker == BreakerState.Closed && topology.PrimaryIndex >= 0;
 
     /// <summary>The primary rule (see the class remarks). Called under the lock.</summary>
     private int ChoosePrimaryLocked(int current)
@@ -445,13 +463,17 @@ public sealed class BackendMonitor : IAsyncDisposable
         return new BackendTopology(++_generation, primaryEpoch, primary, statuses.MoveToImmutable(), readers.ToImmutable(), _time.GetUtcNow());
     }
 
+    /// <summary>Stops the loop (waiting for the round in progress). Primary waiters are not failed: their wait is bounded.</summary>
     public async ValueTask DisposeAsync()
     {
         CancellationTokenSource? stop;
         lock (_lock)
+        {
             stop = _stop;
-        if (stop is null)
-            return;
+            if (stop is null || _disposed)
+                return;
+            _disposed = true;
+        }
         await stop.CancelAsync().ConfigureAwait(false);
         if (_loop is { } loop)
         {

@@ -413,6 +413,19 @@ public sealed class BackendMonitorTests
     }
 
     [Fact]
+    public async Task WaitForPrimaryAsync_PoolThenConnects_WakesWithoutARound()
+    {
+        await using var h = new Harness();
+        h.Monitor.ReportConnectFailure(0, "connection reset");
+        var wait = h.Monitor.WaitForPrimaryAsync(Token).AsTask();
+        Assert.False(wait.IsCompleted);
+
+        h.Monitor.ReportConnectSuccess(0);
+
+        Assert.Equal(A, (await wait.WaitAsync(TimeSpan.FromSeconds(30), Token)).Endpoint);
+    }
+
+    [Fact]
     public async Task WaitForPrimaryAsync_NoPrimaryWithinFailoverWait_Throws()
     {
         await using var h = new Harness(TopologyMode.Discover);

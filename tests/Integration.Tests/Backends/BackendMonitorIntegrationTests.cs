@@ -1,5 +1,8 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using MProxy.Edge.Backends;
+using MProxy.Edge.Routing;
+using MProxy.TestSupport;
+using Npgsql;
 
 namespace MProxy.Integration.Tests.Backends;
 
@@ -115,6 +118,45 @@ public sealed class BackendMonitorIntegrationTests(PrimaryReplicaPair pair) : IC
             await stopWriting.CancelAsync();
             await writer;
         }
+    }
+
+    [Fact]
+    public async Task Route_TokenFromInsertLsnAfterCommit_PrimaryUntilTheReplicaReplayedIt()
+    {
+        await using var backends = new DatabaseBackends("app", pair.Config(), PrimaryReplicaPair.Probe(), TimeProvider.System, NullLogger.Instance);
+        backends.Start();
+        await TopologyWaiter.WaitForAsync(backends.Monitor, t => t.ReadReplicas.Contains(1), "the replica to take reads");
+        var read = StatementClassifier.Classify("SELECT * FROM filler"u8, SqlDialect.PostgreSql, backends.Rules);
+
+        await pair.Replica.ExecuteAsync("SELECT pg_wal_replay_pause()");
+        CausalToken token;
+        try
+        {
+            // What the session will do: the client's write commits, then the edge asks the same server connection for an LSN.
+            await using (var connection = new NpgsqlConnection(pair.Primary.ConnectionString(PostgresServer.AppUser, PostgresServer.AppDatabase)))
+            {
+                await connection.OpenAsync(Token);
+                await new NpgsqlCommand("INSERT INTO filler (payload) VALUES ('mine')", connection).ExecuteNonQueryAsync(Token);
+                var lsn = (string)(await new NpgsqlCommand("SELECT pg_current_wal_insert_lsn()::text", connection).ExecuteScalarAsync(Token))!;
+                token = CausalToken.None.After(Lsn.Parse(lsn), TimeProvider.System.GetTimestamp());
+            }
+            var generation = backends.Topology.Generation;
+            await TopologyWaiter.WaitForAsync(backends.Monitor, t => t.Generation > generation + 2, "two fresh rounds");
+
+            var decision = backends.Route(read, false, token);
+            Assert.Equal((RouteTarget.Primary, RouteReason.TokenNotReplayed), (decision.Target, decision.Reason));
+            Assert.Equal(RouteTarget.Replica, backends.Route(read, false, CausalToken.None).Target);
+        }
+        finally
+        {
+            await pair.Replica.ExecuteAsync("SELECT pg_wal_replay_resume()");
+        }
+
+        await TopologyWaiter.WaitForAsync(backends.Monitor, t => t.Backends[1].Lsn >= token.Lsn, "the replica to replay the token");
+        var after = backends.Route(read, false, token);
+        Assert.Equal((RouteTarget.Replica, pair.ReplicaEndpoint), (after.Target, after.Backend!.Endpoint));
+        var row = await pair.Replica.ScalarAsync("SELECT count(*) FROM filler WHERE payload = 'mine'", PostgresServer.AppDatabase);
+        Assert.True((long)row! >= 1);
     }
 
     [Fact]
