@@ -87,7 +87,8 @@ public static class ConfigLoader
         var clients = new ClientLimits(
             MaxConnections: Range("clients.maxConnections", raw.Clients?.MaxConnections ?? 10_000, 1, 1_000_000),
             MaxMessageBytes: Range("clients.maxMessageBytes", raw.Clients?.MaxMessageBytes ?? 256 * 1024 * 1024, 1024, int.MaxValue - 16),
-            LoginTimeout: Ms("clients.loginTimeoutMs", raw.Clients?.LoginTimeoutMs ?? 15_000, 100));
+            LoginTimeout: Ms("clients.loginTimeoutMs", raw.Clients?.LoginTimeoutMs ?? 15_000, 100),
+            MaxPreparedStatements: Range("clients.maxPreparedStatements", raw.Clients?.MaxPreparedStatements ?? 10_000, 1, 10_000_000));
 
         var auth = new AuthConfig((raw.Auth?.Method ?? "scram-sha-256").ToLowerInvariant() switch
         {
@@ -223,6 +224,7 @@ public static class ConfigLoader
             CheckAfterIdle = p.CheckAfterIdleMs is { } check ? Ms($"{key}.checkAfterIdleMs", check, 0) : defaults.CheckAfterIdle,
             CheckQuery = p.CheckQuery ?? defaults.CheckQuery,
             ResetQuery = p.ResetQuery ?? defaults.ResetQuery,
+            MaxPreparedStatements = Range($"{key}.maxPreparedStatements", p.MaxPreparedStatements ?? defaults.MaxPreparedStatements, 0, 1_000_000),
         };
     }
 

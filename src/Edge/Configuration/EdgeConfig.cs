@@ -64,7 +64,11 @@ public sealed record PolicySettings
 /// <summary>Addresses the edge listens on; null means that listener is off.</summary>
 public sealed record ListenConfig(IPEndPoint? Postgres, IPEndPoint? Admin);
 
-public sealed record ClientLimits(int MaxConnections, int MaxMessageBytes, TimeSpan LoginTimeout);
+/// <param name="MaxConnections">Client connections the edge accepts at once.</param>
+/// <param name="MaxMessageBytes">Largest message a client may send.</param>
+/// <param name="LoginTimeout">Time a client has to complete its login.</param>
+/// <param name="MaxPreparedStatements">Named prepared statements one client may hold (beyond: an error, not unbounded memory).</param>
+public sealed record ClientLimits(int MaxConnections, int MaxMessageBytes, TimeSpan LoginTimeout, int MaxPreparedStatements = 10_000);
 
 public enum AuthMethod
 {
@@ -121,6 +125,13 @@ public sealed record PoolConfig
 
     /// <summary>Sent when a session-mode client leaves, so nothing of its session leaks.</summary>
     public string ResetQuery { get; init; } = "DISCARD ALL";
+
+    /// <summary>
+    /// Transaction mode: prepared statements the edge keeps on each server connection (least
+    /// recently used closed beyond it), so that clients' named statements work on whichever
+    /// connection they get; 0 passes statements through unvirtualized (as PgBouncer 1.18 does).
+    /// </summary>
+    public int MaxPreparedStatements { get; init; } = 512;
 }
 
 /// <summary>A database clients can connect to, and where it lives.</summary>

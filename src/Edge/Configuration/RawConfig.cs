@@ -41,6 +41,7 @@ internal sealed class RawClients
     public int? MaxConnections { get; set; }
     public int? MaxMessageBytes { get; set; }
     public int? LoginTimeoutMs { get; set; }
+    public int? MaxPreparedStatements { get; set; }
 }
 
 internal sealed class RawAuth
@@ -70,6 +71,7 @@ internal sealed class RawPool
     public int? CheckAfterIdleMs { get; set; }
     public string? CheckQuery { get; set; }
     public string? ResetQuery { get; set; }
+    public int? MaxPreparedStatements { get; set; }
 }
 
 internal sealed class RawDatabase

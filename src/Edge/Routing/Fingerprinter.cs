@@ -315,6 +315,15 @@ internal static class Fnv1a64
     public const ulong Prime = 1099511628211;
 
     public static ulong Append(ulong hash, byte b) => (hash ^ b) * Prime;
+
+    public static ulong Append(ulong hash, ReadOnlySpan<byte> bytes)
+    {
+        foreach (var b in bytes)
+            hash = (hash ^ b) * Prime;
+        return hash;
+    }
+
+    public static ulong Hash(ReadOnlySpan<byte> bytes) => Append(OffsetBasis, bytes);
 }
 
 internal struct HashSink(ulong hash) : IShapeSink

@@ -93,32 +93,27 @@ public sealed class PoolingTests(PostgresFixture postgres)
     [Fact]
     public async Task PoolFull_Waiters_AreServedInArrivalOrder()
     {
+        await Server.ExecuteAsync("DROP SEQUENCE IF EXISTS fifo_seq; CREATE SEQUENCE fifo_seq; GRANT ALL ON fifo_seq TO app;", PostgresServer.AppDatabase);
         await using var edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(Server, poolSize: 1, waitTimeoutMs: 20_000));
         await using var holder = await edge.OpenAsync();
         var tx = await holder.BeginTransactionAsync();
         await new NpgsqlCommand("SELECT 1", holder, tx).ExecuteScalarAsync();
         var pool = Assert.Single(edge.Get<PgPoolRegistry>().All);
 
-        var order = new List<int>();
-        var waiters = new List<Task>();
+        var waiters = new List<Task<long>>();
         var connections = new List<NpgsqlConnection>();
         for (var i = 0; i < 4; i++)
         {
             var c = await edge.OpenAsync();
             connections.Add(c);
-            var index = i;
-            waiters.Add(Task.Run(async () =>
-            {
-                await new NpgsqlCommand("SELECT 1", c).ExecuteScalarAsync();
-                lock (order)
-                    order.Add(index);
-            }));
+            // The sequence numbers the waiters in the order the server ran them.
+            waiters.Add(Task.Run(async () => (long)(await new NpgsqlCommand("SELECT nextval('fifo_seq')", c).ExecuteScalarAsync())!));
             // Wait until this client is queued before the next one arrives.
             await WaitUntilAsync(() => pool.Connections.GetStats().Waiting == i + 1);
         }
         await tx.CommitAsync();
-        await Task.WhenAll(waiters);
-        Assert.Equal([0, 1, 2, 3], order);
+        var served = await Task.WhenAll(waiters);
+        Assert.Equal(new long[] { 1, 2, 3, 4 }, served);
         foreach (var c in connections)
             await c.DisposeAsync();
     }

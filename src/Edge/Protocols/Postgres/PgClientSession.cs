@@ -48,7 +48,9 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
     private int _unit;                       // the current request unit (QoS statement), counting from 1
     private bool _unitOpen;                  // its first message is sent, its Sync or Query is not
     private long _bytesToServer;
-    private readonly Dictionary<string, PreparedShape> _prepared = new(StringComparer.Ordinal);
+    private PgClientStatements _statements = new(1);   // the client's named statements (sized at login)
+    private StatementInfo _unitInfo;                   // classification of the current unit's first message
+    private bool _unitClassified;
 
     public PgClientSession(PgEdgeContext edge, ConnectionContext connection)
     {
@@ -165,6 +167,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
         SetStartupParameters(parameters);
 
         _pool = _edge.Pools.GetOrCreate(config, databaseConfig, userConfig, user);
+        _statements = new PgClientStatements(config.Clients.MaxPreparedStatements);
         if (_edge.Qos is { Config.Enabled: true } gate)
         {
             var applicationName = Tracked[PgTrackedParameters.IndexOf("application_name")];
@@ -417,8 +420,8 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
             // Cannot happen while a unit is open (its server stays attached until its Sync); be safe.
             PgProtocolException.Throw("request outside a unit without a server connection");
         }
-        if (kind == PgRequestKind.Parse)
-            RememberStatement(message);
+        if (_pool!.VirtualizesStatements && await VirtualizeAsync(kind, message))
+            return;
         var endsUnit = kind is PgRequestKind.Query or PgRequestKind.FunctionCall;
         _writing!.Enqueue(kind, PgResponseMode.Forward, endsUnit ? _unit : 0);
         CopyToServer(_writing, message);
@@ -434,9 +437,10 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
     {
         var attached = await TryHoldAttachedServerAsync();
         QosAdmission admission = default;
+        _unitClassified = false;
         if (_qos is not null)
         {
-            var statement = ClassifyUnit(kind, message);
+            var statement = ShapeOfUnit(kind, message);
             lock (_unitLock)
                 _unit++;
             try
@@ -654,78 +658,301 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
 
     // ------------------------------------------------------------------ statement classification
 
-    /// <summary>What the edge knows of a statement the client prepared: its shape and access, for admission.</summary>
-    private readonly record struct PreparedShape(ulong Fingerprint, bool IsWrite, QueryHints Hints);
+    private static readonly RoutingRules NonConformingRules = RoutingRules.Default with { StandardConformingStrings = false };
 
-    private PreparedShape ClassifyUnit(PgRequestKind kind, in ReadOnlySequence<byte> message)
+    private RoutingRules Rules => Tracked[PgTrackedParameters.IndexOf("standard_conforming_strings")] == "off" ? NonConformingRules : RoutingRules.Default;
+
+    /// <summary>What admission needs of the unit starting with this message.</summary>
+    private PgStatementShape ShapeOfUnit(PgRequestKind kind, in ReadOnlySequence<byte> message)
     {
         var payload = message.Slice(PgFrame.HeaderLength);
         switch (kind)
         {
             case PgRequestKind.Query:
-                return Classify(payload, skipName: false);
+                return Shape(ClassifyText(payload));
             case PgRequestKind.Parse:
-                return Classify(payload, skipName: true);
+                return Shape(ClassifyText(payload.Slice(payload.GetPosition(1, payload.PositionOf((byte)0) ?? payload.Start))));
             case PgRequestKind.Bind:
                 {
-                    // Bind: portal name, statement name, ...
+                    // Bind: portal name, statement name, …
                     var reader = new SequenceReader<byte>(payload);
-                    if (reader.TryAdvanceTo(0) && TryReadCString(ref reader, out var name) && _prepared.TryGetValue(name, out var shape))
-                        return shape;
-                    return new PreparedShape(0, IsWrite: true, default);
+                    if (reader.TryAdvanceTo(0) && reader.TryReadTo(out ReadOnlySequence<byte> name, 0) && name.Length > 0
+                        && FindStatement(name) is { } statement)
+                        return statement.Statement.Shape;
+                    return new PgStatementShape(0, IsWrite: true, default);
                 }
             default:
-                return new PreparedShape(0, IsWrite: false, default);
+                return new PgStatementShape(0, IsWrite: false, default);
         }
     }
 
-    /// <summary>Classifies the SQL text of a Query (or, with <paramref name="skipName"/>, a Parse) payload.</summary>
-    private PreparedShape Classify(ReadOnlySequence<byte> payload, bool skipName)
+    private static PgStatementShape Shape(in StatementInfo info) => new(info.Fingerprint, info.IsWrite, info.Hints);
+
+    /// <summary>Classifies NUL-terminated SQL text (the rest of the payload after it is ignored); remembered for the unit.</summary>
+    private StatementInfo ClassifyText(ReadOnlySequence<byte> text)
     {
-        if (skipName)
-        {
-            var start = payload.PositionOf((byte)0);
-            if (start is null)
-                return default;
-            payload = payload.Slice(payload.GetPosition(1, start.Value));
-        }
-        var end = payload.PositionOf((byte)0);
+        var end = text.PositionOf((byte)0);
         if (end is not null)
-            payload = payload.Slice(0, end.Value);
-        var rules = Tracked[PgTrackedParameters.IndexOf("standard_conforming_strings")] == "off" ? NonConformingRules : RoutingRules.Default;
-        if (payload.IsSingleSegment)
-            return Shape(StatementClassifier.Classify(payload.FirstSpan, SqlDialect.PostgreSql, rules));
-        var array = ArrayPool<byte>.Shared.Rent((int)payload.Length);
-        try
+            text = text.Slice(0, end.Value);
+        if (text.IsSingleSegment)
         {
-            payload.CopyTo(array);
-            return Shape(StatementClassifier.Classify(array.AsSpan(0, (int)payload.Length), SqlDialect.PostgreSql, rules));
+            _unitInfo = StatementClassifier.Classify(text.FirstSpan, SqlDialect.PostgreSql, Rules);
         }
-        finally
+        else
         {
-            ArrayPool<byte>.Shared.Return(array);
+            var array = ArrayPool<byte>.Shared.Rent((int)text.Length);
+            try
+            {
+                text.CopyTo(array);
+                _unitInfo = StatementClassifier.Classify(array.AsSpan(0, (int)text.Length), SqlDialect.PostgreSql, Rules);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(array);
+            }
         }
-
-        static PreparedShape Shape(in StatementInfo info) => new(info.Fingerprint, info.IsWrite, info.Hints);
+        _unitClassified = true;
+        return _unitInfo;
     }
 
-    private static readonly RoutingRules NonConformingRules = RoutingRules.Default with { StandardConformingStrings = false };
-
-    /// <summary>Keeps the shape of a statement the client parses, so that later Binds of it are admitted by it.</summary>
-    private void RememberStatement(in ReadOnlySequence<byte> message)
+    private PgClientStatement? FindStatement(in ReadOnlySequence<byte> name)
     {
-        if (_qos is null)
-            return;
-        var payload = message.Slice(PgFrame.HeaderLength);
-        var reader = new SequenceReader<byte>(payload);
-        if (!TryReadCString(ref reader, out var name))
-            return;
-        if (name.Length > 0 && _prepared.Count >= MaxRememberedStatements && !_prepared.ContainsKey(name))
-            return;
-        _prepared[name] = Classify(payload, skipName: true);
+        if (name.IsSingleSegment)
+            return _statements.Find(name.FirstSpan);
+        Span<byte> copy = name.Length <= 256 ? stackalloc byte[(int)name.Length] : new byte[name.Length];
+        name.CopyTo(copy);
+        return _statements.Find(copy);
     }
 
-    private const int MaxRememberedStatements = 10_000;
+    /// <summary>The pump saw the Parse that registered this name fail (or be skipped): the name is void.</summary>
+    public void ForgetStatement(PgClientStatement statement) => _statements.Remove(statement);
+
+    // ------------------------------------------------------------------ prepared statements across pooled connections
+
+    private static readonly byte[] ParseComplete = [(byte)PgBackendCode.ParseComplete, 0, 0, 0, 4];
+    private static readonly byte[] CloseComplete = [(byte)PgBackendCode.CloseComplete, 0, 0, 0, 4];
+
+    /// <summary>
+    /// Transaction mode: maps the client's named statements onto the edge's server-side statements,
+    /// preparing them on the current server connection when it lacks them. Returns true when the
+    /// message was handled here (written rewritten, or answered by the edge).
+    /// </summary>
+    private ValueTask<bool> VirtualizeAsync(PgRequestKind kind, ReadOnlySequence<byte> message)
+    {
+        var payload = message.Slice(PgFrame.HeaderLength);
+        return kind switch
+        {
+            PgRequestKind.Parse => new(VirtualizeParse(payload)),
+            PgRequestKind.Bind => new(VirtualizeBind(payload)),
+            PgRequestKind.DescribeStatement => new(VirtualizeDescribe(payload)),
+            PgRequestKind.Close => new(VirtualizeClose(payload)),
+            PgRequestKind.Query => new(VirtualizeSqlLevel(payload)),
+            _ => new(false),
+        };
+    }
+
+    private bool VirtualizeParse(ReadOnlySequence<byte> payload)
+    {
+        if (payload.FirstSpan.Length > 0 && payload.FirstSpan[0] == 0)
+            return false; // the unnamed statement lives on the server connection, as usual
+        var bytes = System.Buffers.BuffersExtensions.ToArray(payload);
+        var nameEnd = Array.IndexOf(bytes, (byte)0);
+        var queryEnd = nameEnd < 0 ? -1 : Array.IndexOf(bytes, (byte)0, nameEnd + 1);
+        if (queryEnd < 0 || bytes.Length - queryEnd - 1 < 2)
+            PgProtocolException.Throw("malformed Parse message");
+        var name = bytes.AsSpan(0, nameEnd);
+        var query = bytes.AsSpan(nameEnd + 1, queryEnd - nameEnd - 1);
+        if (_statements.Find(name) is not null)
+        {
+            RefuseStatement(PgRequestKind.Parse, "42P05", $"prepared statement \"{Encoding.UTF8.GetString(name)}\" already exists");
+            return true;
+        }
+        var statement = _pool!.Catalog.Intern(PgStatementFlavor.Protocol, query, bytes.AsSpan(queryEnd + 1), text => Shape(StatementClassifier.Classify(text, SqlDialect.PostgreSql, Rules)));
+        var registered = new PgClientStatement(name.ToArray(), statement);
+        if (!_statements.TryAdd(registered))
+        {
+            RefuseStatement(PgRequestKind.Parse, PgSqlState.ConfigurationLimitExceeded,
+                $"mproxy: this client has {_statements.Capacity} prepared statements, the limit (clients.maxPreparedStatements); close some (Close or DEALLOCATE) before preparing more");
+            return true;
+        }
+        if (_writing!.EnsurePrepared(statement, PgResponseMode.Forward, registered))
+            _writing.EnqueueSynthetic(ParseComplete, readyForQuery: false, unit: 0);
+        return true;
+    }
+
+    private bool VirtualizeBind(ReadOnlySequence<byte> payload)
+    {
+        // Bind: portal\0 statement\0 rest
+        var reader = new SequenceReader<byte>(payload);
+        if (!reader.TryReadTo(out ReadOnlySequence<byte> portal, 0) || !reader.TryReadTo(out ReadOnlySequence<byte> name, 0))
+            throw new PgProtocolException("malformed Bind message");
+        if (name.Length == 0)
+            return false;
+        if (FindStatement(name) is not { } registered)
+        {
+            RefuseStatement(PgRequestKind.Bind, "26000", $"prepared statement \"{Encoding.UTF8.GetString(name)}\" does not exist");
+            return true;
+        }
+        var statement = registered.Statement;
+        var server = _writing!;
+        server.EnsurePrepared(statement, PgResponseMode.SwallowSuccess);
+        server.Enqueue(new PgPendingRequest(PgRequestKind.Bind, PgResponseMode.Forward, Op: PgStatementOp.Use, Statement: statement));
+        var rest = payload.Slice(reader.Position);
+        var length = 4 + (int)portal.Length + 1 + statement.ServerNameBytes.Length + 1 + (int)rest.Length;
+        var output = server.Output;
+        var header = output.GetSpan(5);
+        header[0] = (byte)PgFrontendCode.Bind;
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header[1..], length);
+        output.Advance(5);
+        CopyToServer(server, portal);
+        output.Write<byte>([0]);
+        output.Write(statement.ServerNameBytes);
+        output.Write<byte>([0]);
+        CopyToServer(server, rest);
+        return true;
+    }
+
+    private bool VirtualizeDescribe(ReadOnlySequence<byte> payload)
+    {
+        // Describe: 'S' name\0
+        var name = payload.Slice(1);
+        var end = name.PositionOf((byte)0) ?? throw new PgProtocolException("malformed Describe message");
+        name = name.Slice(0, end);
+        if (name.Length == 0)
+            return false;
+        if (FindStatement(name) is not { } registered)
+        {
+            RefuseStatement(PgRequestKind.DescribeStatement, "26000", $"prepared statement \"{Encoding.UTF8.GetString(name)}\" does not exist");
+            return true;
+        }
+        var statement = registered.Statement;
+        var server = _writing!;
+        server.EnsurePrepared(statement, PgResponseMode.SwallowSuccess);
+        server.Enqueue(new PgPendingRequest(PgRequestKind.DescribeStatement, PgResponseMode.Forward, Op: PgStatementOp.Use, Statement: statement));
+        var output = server.Output;
+        var span = output.GetSpan(7 + statement.ServerNameBytes.Length);
+        span[0] = (byte)PgFrontendCode.Describe;
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(span[1..], 4 + 1 + statement.ServerNameBytes.Length + 1);
+        span[5] = (byte)'S';
+        statement.ServerNameBytes.CopyTo(span[6..]);
+        span[6 + statement.ServerNameBytes.Length] = 0;
+        output.Advance(7 + statement.ServerNameBytes.Length);
+        return true;
+    }
+
+    private bool VirtualizeClose(ReadOnlySequence<byte> payload)
+    {
+        // Close: 'S' name\0 (portals are passed through)
+        if (payload.FirstSpan[0] != (byte)'S')
+            return false;
+        var name = payload.Slice(1);
+        name = name.Slice(0, name.PositionOf((byte)0) ?? throw new PgProtocolException("malformed Close message"));
+        if (name.Length == 0)
+            return false;
+        // The server-side statement stays for other clients; only this client's name goes.
+        if (FindStatement(name) is { } registered)
+            _statements.Remove(registered);
+        _writing!.EnqueueSynthetic(CloseComplete, readyForQuery: false, unit: 0);
+        return true;
+    }
+
+    /// <summary>
+    /// SQL-level <c>PREPARE</c>/<c>EXECUTE</c>/<c>DEALLOCATE</c> (and <c>DISCARD ALL</c>) in a
+    /// simple Query: the same virtualization, by rewriting the statement's name.
+    /// </summary>
+    private bool VirtualizeSqlLevel(ReadOnlySequence<byte> payload)
+    {
+        const SessionEffects statementEffects = SessionEffects.Prepare | SessionEffects.Execute | SessionEffects.Deallocate | SessionEffects.Discard;
+        var info = _unitClassified ? _unitInfo : ClassifyText(payload);
+        if ((info.Session & statementEffects) == 0)
+            return false;
+        var bytes = System.Buffers.BuffersExtensions.ToArray(payload.Slice(0, payload.PositionOf((byte)0) ?? payload.End));
+        var server = _writing!;
+        if (info.StatementCount > 1 && (info.Session & (SessionEffects.Prepare | SessionEffects.Execute | SessionEffects.Deallocate)) != 0)
+        {
+            RefuseStatement(PgRequestKind.Query, PgSqlState.FeatureNotSupported,
+                "mproxy: in transaction pooling mode, PREPARE, EXECUTE and DEALLOCATE must each be sent as a query of their own");
+            return true;
+        }
+        var name = info.StatementName.Length > 0 ? bytes.AsSpan(info.StatementName.Offset, info.StatementName.Length) : default;
+        var nameText = Encoding.UTF8.GetString(name);
+        if ((info.Session & SessionEffects.Discard) != 0)
+        {
+            // DISCARD ALL drops the client's statements, and the server's too when it runs (outside a transaction).
+            if (info.Kind == StatementKind.Discard && (info.Session & SessionEffects.Discard) != 0 && server.TransactionStatus == PgTransactionStatus.Idle
+                && Encoding.ASCII.GetString(bytes).Contains("ALL", StringComparison.OrdinalIgnoreCase))
+            {
+                _statements.Clear();
+                server.ForgetPreparedStatements();
+                server.ForgetUnreportedParameters();
+            }
+            return false;
+        }
+        if ((info.Session & SessionEffects.DeallocateAll) != 0)
+        {
+            _statements.Clear();
+            Answer(server, "DEALLOCATE ALL");
+            return true;
+        }
+        if ((info.Session & SessionEffects.Deallocate) != 0)
+        {
+            if (_statements.Find(name) is not { } registered)
+                return false; // let the server say it does not exist
+            _statements.Remove(registered);
+            Answer(server, "DEALLOCATE");
+            return true;
+        }
+        if ((info.Session & SessionEffects.Prepare) != 0)
+        {
+            if (_statements.Find(name) is not null)
+            {
+                RefuseStatement(PgRequestKind.Query, "42P05", $"prepared statement \"{nameText}\" already exists");
+                return true;
+            }
+            if (server.TransactionStatus == PgTransactionStatus.Failed)
+                return false; // the server refuses it (25P02), as it should
+            var nameEnd = info.StatementName.Offset + info.StatementName.Length;
+            var statement = _pool!.Catalog.Intern(PgStatementFlavor.Sql, bytes.AsSpan(nameEnd), [], text => new PgStatementShape(Fingerprinter.Compute(text, SqlDialect.PostgreSql, Rules), IsWrite: true, default));
+            var registered = new PgClientStatement(name.ToArray(), statement);
+            if (!_statements.TryAdd(registered))
+            {
+                RefuseStatement(PgRequestKind.Query, PgSqlState.ConfigurationLimitExceeded,
+                    $"mproxy: this client has {_statements.Capacity} prepared statements, the limit (clients.maxPreparedStatements); DEALLOCATE some before preparing more");
+                return true;
+            }
+            // Prepared here already: the client's PREPARE is answered as done. Otherwise the client's
+            // own (renamed) PREPARE prepares it, and the client sees the server's answer, errors included.
+            if (server.EnsurePrepared(statement, PgResponseMode.Forward, registered, unit: _unit))
+                Answer(server, "PREPARE");
+            _unitOpen = false;
+            return true;
+        }
+        // EXECUTE name (args)
+        if (_statements.Find(name) is not { } executed)
+            return false; // the server reports that it does not exist
+        var target = executed.Statement;
+        server.EnsurePrepared(target, PgResponseMode.Swallow, sync: true);
+        var rewritten = new ArrayBufferWriter<byte>(bytes.Length + 16);
+        rewritten.Write(bytes.AsSpan(0, info.StatementName.Offset));
+        rewritten.Write(target.ServerNameBytes);
+        rewritten.Write(bytes.AsSpan(info.StatementName.Offset + info.StatementName.Length));
+        server.Enqueue(new PgPendingRequest(PgRequestKind.Query, PgResponseMode.Forward, Unit: _unit, Op: PgStatementOp.Use, Statement: target));
+        PgMessageWriter.WriteQuery(server.Output, Encoding.UTF8.GetString(rewritten.WrittenSpan));
+        _unitOpen = false;
+        return true;
+    }
+
+    /// <summary>Answers a simple Query with CommandComplete and ReadyForQuery, in order after what is in flight.</summary>
+    private void Answer(PgServerConnection server, string tag)
+    {
+        var complete = new ArrayBufferWriter<byte>();
+        PgMessageWriter.WriteCommandComplete(complete, tag);
+        server.EnqueueSynthetic(complete.WrittenSpan.ToArray(), readyForQuery: true, _unit);
+        _unitOpen = false;
+    }
+
+    /// <summary>Answers a statement-level error the server would have raised (the unit's server is attached).</summary>
+    private void RefuseStatement(PgRequestKind kind, string sqlState, string message) => Refuse(kind, sqlState, message, attached: true);
 
     private static bool TryReadCString(ref SequenceReader<byte> reader, out string value)
     {

@@ -44,6 +44,12 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
 
     public ServerPool<PgServerConnection> Connections { get; }
 
+    /// <summary>The distinct statements clients prepared on this pool, shared by every client that prepares the same text.</summary>
+    public PgStatementCatalog Catalog { get; } = new(capacity: 100_000);
+
+    /// <summary>Whether clients' named statements are virtualized (transaction mode with a statement budget per connection).</summary>
+    public bool VirtualizesStatements => Mode == PoolMode.Transaction && _database.Pool.MaxPreparedStatements > 0;
+
     /// <summary>The QoS scheduler in front of this pool (its capacity is the pool's size), when QoS is on.</summary>
     public MProxy.Edge.Qos.QosScheduler? Scheduler { get; init; }
 

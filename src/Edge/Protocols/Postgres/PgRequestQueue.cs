@@ -28,6 +28,24 @@ internal enum PgResponseMode : byte
 
     /// <summary>Nowhere, but ParameterStatus updates the attached client's values: the edge's SET that aligns parameters.</summary>
     SwallowParameterSync,
+
+    /// <summary>Success responses nowhere, errors to the client: the edge re-preparing a statement the client's next request uses.</summary>
+    SwallowSuccess,
+}
+
+/// <summary>What a request does to a prepared statement the edge tracks on the server connection.</summary>
+internal enum PgStatementOp : byte
+{
+    None,
+
+    /// <summary>Prepares the statement (a Parse, or an SQL PREPARE): undone if it fails or is skipped.</summary>
+    Prepare,
+
+    /// <summary>Closes the statement (eviction): undone if it is skipped.</summary>
+    Close,
+
+    /// <summary>Uses the statement (Bind, Describe, EXECUTE): a stale cached plan invalidates it.</summary>
+    Use,
 }
 
 /// <summary>A request the edge sent for itself, completed when its ReadyForQuery arrives.</summary>
@@ -52,8 +70,13 @@ internal sealed class PgInternalRequest
 /// <param name="Unit">The client's request unit (QoS statement) this request ends, or 0.</param>
 /// <param name="Synthetic">For <see cref="PgRequestKind.Synthetic"/>: the bytes to emit.</param>
 /// <param name="SyntheticReadyForQuery">For <see cref="PgRequestKind.Synthetic"/>: also emit ReadyForQuery with the server's current status.</param>
+/// <param name="Op">What the request does to <paramref name="Statement"/>.</param>
+/// <param name="Statement">The prepared statement the request prepares, closes or uses.</param>
+/// <param name="ClientStatement">The client's name registered by this (client's) Parse, forgotten if it fails.</param>
+/// <param name="Generation">For <see cref="PgStatementOp.Close"/>: the generation that was prepared.</param>
 internal readonly record struct PgPendingRequest(
-    PgRequestKind Kind, PgResponseMode Mode, PgInternalRequest? Internal = null, int Unit = 0, byte[]? Synthetic = null, bool SyntheticReadyForQuery = false)
+    PgRequestKind Kind, PgResponseMode Mode, PgInternalRequest? Internal = null, int Unit = 0, byte[]? Synthetic = null, bool SyntheticReadyForQuery = false,
+    PgStatementOp Op = PgStatementOp.None, PgStatement? Statement = null, PgClientStatement? ClientStatement = null, int Generation = 0)
 {
     /// <summary>Extended-protocol requests are skipped by the server after an error, up to the next Sync.</summary>
     public bool IsExtended => Kind is not (PgRequestKind.Query or PgRequestKind.FunctionCall or PgRequestKind.Sync or PgRequestKind.Synthetic);

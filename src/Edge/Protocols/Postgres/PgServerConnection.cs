@@ -60,6 +60,7 @@ internal sealed class PgServerConnection : IPooledConnection
 
     public PgServerConnection(PgPool pool, ConnectionContext transport, PgServerStartup startup, HostPort endpoint, long openedAt, ILogger log)
     {
+        Statements = new PgServerStatements(Math.Max(1, pool.Database.Pool.MaxPreparedStatements));
         Id = Interlocked.Increment(ref s_nextId);
         _pool = pool;
         _transport = transport;
@@ -103,6 +104,18 @@ internal sealed class PgServerConnection : IPooledConnection
     public string?[] Tracked { get; }
 
     public PipeWriter Output { get; }
+
+    /// <summary>The statements the edge prepared on this connection (guarded by its lock).</summary>
+    private PgServerStatements Statements { get; }
+
+    public int PreparedStatementCount
+    {
+        get
+        {
+            lock (_sync)
+                return Statements.Count;
+        }
+    }
 
     public PgTransactionStatus TransactionStatus => _status;
 
@@ -163,6 +176,87 @@ internal sealed class PgServerConnection : IPooledConnection
         }
     }
 
+    /// <summary>Records a request with its full description (prepared-statement bookkeeping included).</summary>
+    public void Enqueue(in PgPendingRequest request)
+    {
+        lock (_sync)
+        {
+            _queue.Enqueue(request);
+            if (request.Kind == PgRequestKind.Sync)
+                _clientUnsynced = false;
+            else if (request.Mode == PgResponseMode.Forward && request.IsExtended)
+                _clientUnsynced = true;
+        }
+    }
+
+    /// <summary>
+    /// Makes <paramref name="statement"/> usable on this connection by the next request the client's
+    /// loop writes: nothing if it is prepared here at its current generation (returns true);
+    /// otherwise closes the least recently used statement when the set is full and the stale
+    /// version if any, then prepares it (returns false). <paramref name="mode"/> says where the
+    /// prepare's responses go: to the client for its own Parse, only errors for an implicit
+    /// re-prepare. With <paramref name="sync"/>, a swallowed Sync follows a Parse (outside an
+    /// extended-protocol run). Called by the client's loop while it holds the connection for writing.
+    /// </summary>
+    public bool EnsurePrepared(PgStatement statement, PgResponseMode mode, PgClientStatement? registering = null, bool sync = false, int unit = 0)
+    {
+        lock (_sync)
+        {
+            if (Statements.TryUse(statement, out var stale))
+                return true;
+            if (stale)
+                WriteCloseLocked(statement, Statements.GenerationOf(statement) ?? 0);
+            else if (Statements.EvictionCandidate(statement) is { } evicted)
+                WriteCloseLocked(evicted, Statements.GenerationOf(evicted) ?? 0);
+            Statements.Add(statement);
+            var request = new PgPendingRequest(
+                statement.Flavor == PgStatementFlavor.Protocol ? PgRequestKind.Parse : PgRequestKind.Query, mode,
+                Unit: unit, Op: PgStatementOp.Prepare, Statement: statement, ClientStatement: registering);
+            _queue.Enqueue(request);
+            if (statement.Flavor == PgStatementFlavor.Protocol)
+            {
+                Output.Write(statement.ParseMessage);
+                if (mode == PgResponseMode.Forward)
+                    _clientUnsynced = true;
+                if (sync)
+                {
+                    _queue.Enqueue(new PgPendingRequest(PgRequestKind.Sync, PgResponseMode.Swallow));
+                    PgMessageWriter.WriteSync(Output);
+                }
+            }
+            else
+            {
+                PgMessageWriter.WriteQuery(Output, statement.PrepareSql!);
+            }
+            return false;
+        }
+    }
+
+    private void WriteCloseLocked(PgStatement statement, int generation)
+    {
+        Statements.Remove(statement);
+        var protocol = statement.Flavor == PgStatementFlavor.Protocol;
+        _queue.Enqueue(new PgPendingRequest(protocol ? PgRequestKind.Close : PgRequestKind.Query, PgResponseMode.Swallow, Op: PgStatementOp.Close, Statement: statement, Generation: generation));
+        if (protocol)
+            Output.Write(statement.CloseMessage);
+        else
+            PgMessageWriter.WriteQuery(Output, "DEALLOCATE " + statement.ServerName);
+    }
+
+    /// <summary>The client's request will leave the connection without prepared statements (DISCARD ALL, DEALLOCATE ALL).</summary>
+    public void ForgetPreparedStatements()
+    {
+        lock (_sync)
+            Statements.Clear();
+    }
+
+    /// <summary>The client's SQL DEALLOCATE of the statement is about to run here.</summary>
+    public void ForgetPreparedStatement(PgStatement statement)
+    {
+        lock (_sync)
+            Statements.Remove(statement);
+    }
+
     /// <summary>
     /// Queues the edge's own response to the attached client (an error for a refused request), to be
     /// emitted in order once every response before it has been relayed; with
@@ -170,10 +264,15 @@ internal sealed class PgServerConnection : IPooledConnection
     /// </summary>
     public void EnqueueSynthetic(byte[] bytes, bool readyForQuery, int unit)
     {
+        bool atHead;
         lock (_sync)
+        {
             _queue.Enqueue(new PgPendingRequest(PgRequestKind.Synthetic, PgResponseMode.Forward, Unit: unit, Synthetic: bytes, SyntheticReadyForQuery: readyForQuery));
-        // The pump may be waiting for server data that will never come: wake it to emit this.
-        _input.CancelPendingRead();
+            atHead = _queue.Count == 1;
+        }
+        // Nothing in flight before it: the pump may be waiting for server data that will never come; wake it.
+        if (atHead)
+            _input.CancelPendingRead();
     }
 
     /// <summary>
@@ -273,6 +372,8 @@ internal sealed class PgServerConnection : IPooledConnection
         AppliedSettings.Clear();
         AppliedSettingsGroup = null;
         AppliedStatementTimeout = TimeSpan.Zero;
+        lock (_sync)
+            Statements.Clear();
     }
 
     public async ValueTask CloseAsync()
@@ -486,7 +587,7 @@ internal sealed class PgServerConnection : IPooledConnection
                     _status = (PgTransactionStatus)payload.FirstSpan[0];
                     // Requests the server skipped after an error are answered by nothing.
                     while (_queue.Count > 0 && !_queue.Head.EndsWithReadyForQuery)
-                        _queue.Dequeue();
+                        Skipped(_queue.Dequeue(), client);
                     if (_queue.Count == 0)
                         PgProtocolException.Throw("ReadyForQuery with no request pending");
                     _skipUntilSync = false;
@@ -513,8 +614,13 @@ internal sealed class PgServerConnection : IPooledConnection
                     var head = _queue.Head;
                     if (head.Internal is not null)
                         head.Internal.Error = fields.Message;
-                    else if (head.Mode != PgResponseMode.Forward)
+                    else if (head.Mode is not (PgResponseMode.Forward or PgResponseMode.SwallowSuccess))
                         PgLog.InternalRequestFailed(_log, Id, fields.SqlState, fields.Message);
+                    if (head.Op == PgStatementOp.Prepare)
+                        Unprepared(head, client);
+                    else if (head.Op == PgStatementOp.Use && fields.SqlState == PgSqlState.FeatureNotSupported
+                             && fields.Message.Contains("cached plan must not change result type", StringComparison.Ordinal))
+                        head.Statement!.Invalidate(); // every connection re-prepares it before its next use
                     if (head.IsExtended)
                     {
                         _queue.Dequeue();
@@ -528,7 +634,7 @@ internal sealed class PgServerConnection : IPooledConnection
                         _cancelReplacement = null;
                         return Disposition.Replace;
                     }
-                    return ForwardIf(head.Mode == PgResponseMode.Forward && client is not null);
+                    return ForwardIf(head.Mode is PgResponseMode.Forward or PgResponseMode.SwallowSuccess && client is not null);
                 }
             case PgBackendCode.ParameterStatus:
                 {
@@ -564,6 +670,23 @@ internal sealed class PgServerConnection : IPooledConnection
         if (head.IsCompletedBy(code))
             _queue.Dequeue();
         return ForwardIf(head.Mode == PgResponseMode.Forward && client is not null);
+    }
+
+    /// <summary>A request the server skipped after an earlier error: undo what the edge assumed it would do.</summary>
+    private void Skipped(in PgPendingRequest request, PgClientSession? client)
+    {
+        if (request.Op == PgStatementOp.Prepare)
+            Unprepared(request, client);
+        else if (request.Op == PgStatementOp.Close)
+            Statements.Restore(request.Statement!, request.Generation);
+    }
+
+    /// <summary>A prepare failed or was skipped: the statement is not on this connection, and a client's name for it is void.</summary>
+    private void Unprepared(in PgPendingRequest request, PgClientSession? client)
+    {
+        Statements.Remove(request.Statement!);
+        if (request.ClientStatement is { } registered)
+            client?.ForgetStatement(registered);
     }
 
     private bool HandleParameterStatus(string name, string value, PgClientSession? client)
