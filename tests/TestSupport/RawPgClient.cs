@@ -23,6 +23,8 @@ public readonly record struct PgWireMessage(char Code, byte[] Payload)
 
     private string? Field(char type)
     {
+        if (Payload is null || Code is not ('E' or 'N'))
+            return null;
         var i = 0;
         while (i < Payload.Length && Payload[i] != 0)
         {

@@ -48,7 +48,7 @@ public sealed class QosTests(PostgresFixture postgres) : IAsyncLifetime
             pool: { size: 4, waitTimeoutMs: 10000 }
             qos:
               groups:
-                - { name: capped, ruPerSecond: 100, burst: 10, debtMax: 10, maxBudgetWaitMs: 3000 }
+                - { name: capped, ruPerSecond: 300, burst: 10, debtMax: 150, maxBudgetWaitMs: 3000 }
               tenants:
                 - { name: app, group: capped }
             """);
@@ -71,7 +71,7 @@ public sealed class QosTests(PostgresFixture postgres) : IAsyncLifetime
         await stop.CancelAsync();
         await Task.WhenAll(clients);
 
-        var budget = 100 * seconds;
+        var budget = 300 * seconds;
         Assert.InRange(charged, budget * 0.9, budget * 1.1);
         Assert.Equal(0, account.BudgetRefused);
         Assert.True(account.BudgetWaits > 0, "the load should have exceeded the budget and waited");

@@ -410,6 +410,11 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
     /// </summary>
     private async ValueTask RequestAsync(PgRequestKind kind, ReadOnlySequence<byte> message)
     {
+        if (!_unitOpen && _pool!.VirtualizesStatements && kind is PgRequestKind.Parse or PgRequestKind.Close
+            && !await TryHoldAttachedServerAsync() && TryAnswerWithoutServer(kind, message.Slice(PgFrame.HeaderLength)))
+        {
+            return;
+        }
         if (!_unitOpen)
         {
             if (!await BeginUnitAsync(kind, message))
@@ -751,10 +756,57 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
         };
     }
 
+    /// <summary>
+    /// Between transactions, a Parse of a statement some server already accepted, and a Close, need
+    /// no server connection: the edge answers them (the statement is prepared where it is used).
+    /// This also spares clients that prepare synchronously while holding another connection in a
+    /// transaction (pgbench -M prepared) from waiting on a full pool.
+    /// </summary>
+    private bool TryAnswerWithoutServer(PgRequestKind kind, ReadOnlySequence<byte> payload)
+    {
+        if (kind == PgRequestKind.Close)
+        {
+            if (payload.FirstSpan[0] != (byte)'S')
+                return false;
+            var closed = payload.Slice(1);
+            closed = closed.Slice(0, closed.PositionOf((byte)0) ?? throw new PgProtocolException("malformed Close message"));
+            if (closed.Length > 0 && FindStatement(closed) is { } registered)
+                _statements.Remove(registered);
+            WriteDirect(static o => o.Write(CloseComplete));
+            return true;
+        }
+        if (payload.FirstSpan.Length > 0 && payload.FirstSpan[0] == 0)
+            return false; // the unnamed statement lives on a server connection
+        var bytes = System.Buffers.BuffersExtensions.ToArray(payload);
+        var nameEnd = Array.IndexOf(bytes, (byte)0);
+        var queryEnd = nameEnd < 0 ? -1 : Array.IndexOf(bytes, (byte)0, nameEnd + 1);
+        if (queryEnd < 0 || bytes.Length - queryEnd - 1 < 2)
+            PgProtocolException.Throw("malformed Parse message");
+        var statement = _pool!.Catalog.Find(PgStatementFlavor.Protocol, bytes.AsSpan(nameEnd + 1, queryEnd - nameEnd - 1), bytes.AsSpan(queryEnd + 1));
+        if (statement is not { Validated: true })
+            return false;
+        var name = bytes.AsSpan(0, nameEnd);
+        if (_statements.Find(name) is not null)
+        {
+            WriteDirect(o => PgMessageWriter.WriteError(o, "ERROR", "42P05", $"prepared statement \"{Encoding.UTF8.GetString(bytes, 0, nameEnd)}\" already exists"));
+            _skipUntilSync = true;
+            return true;
+        }
+        if (!_statements.TryAdd(new PgClientStatement(name.ToArray(), statement)))
+        {
+            WriteDirect(o => PgMessageWriter.WriteError(o, "ERROR", PgSqlState.ConfigurationLimitExceeded,
+                $"mproxy: this client has {_statements.Capacity} prepared statements, the limit (clients.maxPreparedStatements); close some (Close or DEALLOCATE) before preparing more"));
+            _skipUntilSync = true;
+            return true;
+        }
+        WriteDirect(static o => o.Write(ParseComplete));
+        return true;
+    }
+
     private bool VirtualizeParse(ReadOnlySequence<byte> payload)
     {
         if (payload.FirstSpan.Length > 0 && payload.FirstSpan[0] == 0)
-            return false; // the unnamed statement lives on the server connection, as usual
+            return VirtualizeUnnamedParse(payload); // the unnamed statement lives on the server connection, as usual
         var bytes = System.Buffers.BuffersExtensions.ToArray(payload);
         var nameEnd = Array.IndexOf(bytes, (byte)0);
         var queryEnd = nameEnd < 0 ? -1 : Array.IndexOf(bytes, (byte)0, nameEnd + 1);
@@ -856,90 +908,131 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
         return true;
     }
 
-    /// <summary>
-    /// SQL-level <c>PREPARE</c>/<c>EXECUTE</c>/<c>DEALLOCATE</c> (and <c>DISCARD ALL</c>) in a
-    /// simple Query: the same virtualization, by rewriting the statement's name.
-    /// </summary>
+    private const SessionEffects SqlStatementEffects = SessionEffects.Prepare | SessionEffects.Execute | SessionEffects.Deallocate | SessionEffects.Discard;
+
+    /// <summary>SQL-level <c>PREPARE</c>/<c>EXECUTE</c>/<c>DEALLOCATE</c> (and <c>DISCARD ALL</c>) in a simple Query.</summary>
     private bool VirtualizeSqlLevel(ReadOnlySequence<byte> payload)
     {
-        const SessionEffects statementEffects = SessionEffects.Prepare | SessionEffects.Execute | SessionEffects.Deallocate | SessionEffects.Discard;
         var info = _unitClassified ? _unitInfo : ClassifyText(payload);
-        if ((info.Session & statementEffects) == 0)
+        if ((info.Session & SqlStatementEffects) == 0)
             return false;
-        var bytes = System.Buffers.BuffersExtensions.ToArray(payload.Slice(0, payload.PositionOf((byte)0) ?? payload.End));
+        var text = System.Buffers.BuffersExtensions.ToArray(payload.Slice(0, payload.PositionOf((byte)0) ?? payload.End));
+        if (RewriteSqlLevel(PgRequestKind.Query, text, info) is not { } rewritten)
+            return true; // answered
+        _writing!.Enqueue(rewritten.Request with { Unit = _unit });
+        PgMessageWriter.WriteQuery(_writing.Output, Encoding.UTF8.GetString(rewritten.Text));
+        _unitOpen = false;
+        return true;
+    }
+
+    /// <summary>The same for the unnamed statement of an extended-protocol Parse (how Npgsql and JDBC send them).</summary>
+    private bool VirtualizeUnnamedParse(ReadOnlySequence<byte> payload)
+    {
+        var query = payload.Slice(1);
+        var queryEnd = query.PositionOf((byte)0) ?? throw new PgProtocolException("malformed Parse message");
+        var info = ClassifyText(query);
+        if ((info.Session & SqlStatementEffects) == 0)
+            return false;
+        var text = System.Buffers.BuffersExtensions.ToArray(query.Slice(0, queryEnd));
+        if (RewriteSqlLevel(PgRequestKind.Parse, text, info) is not { } rewritten)
+            return true;
+        var parameterTypes = query.Slice(query.GetPosition(1, queryEnd));
         var server = _writing!;
+        server.Enqueue(rewritten.Request);
+        var length = 4 + 1 + rewritten.Text.Length + 1 + (int)parameterTypes.Length;
+        var span = server.Output.GetSpan(6);
+        span[0] = (byte)PgFrontendCode.Parse;
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(span[1..], length);
+        span[5] = 0; // the unnamed statement
+        server.Output.Advance(6);
+        server.Output.Write(rewritten.Text);
+        server.Output.Write<byte>([0]);
+        CopyToServer(server, parameterTypes);
+        return true;
+    }
+
+    private readonly record struct SqlRewrite(byte[] Text, PgPendingRequest Request);
+
+    /// <summary>
+    /// Rewrites one SQL-level prepared-statement command for the current server connection: the
+    /// client's name becomes the edge's server-side name, after making sure the statement is (or,
+    /// for PREPARE, is not) on the connection. Returns null when the edge answered the command
+    /// itself (an error, or DEALLOCATE ALL).
+    /// </summary>
+    private SqlRewrite? RewriteSqlLevel(PgRequestKind kind, byte[] text, in StatementInfo info)
+    {
+        var server = _writing!;
+        var extended = kind == PgRequestKind.Parse;
+        var request = new PgPendingRequest(kind, PgResponseMode.Forward);
         if (info.StatementCount > 1 && (info.Session & (SessionEffects.Prepare | SessionEffects.Execute | SessionEffects.Deallocate)) != 0)
         {
-            RefuseStatement(PgRequestKind.Query, PgSqlState.FeatureNotSupported,
+            RefuseStatement(kind, PgSqlState.FeatureNotSupported,
                 "mproxy: in transaction pooling mode, PREPARE, EXECUTE and DEALLOCATE must each be sent as a query of their own");
-            return true;
+            return null;
         }
-        var name = info.StatementName.Length > 0 ? bytes.AsSpan(info.StatementName.Offset, info.StatementName.Length) : default;
-        var nameText = Encoding.UTF8.GetString(name);
-        if ((info.Session & SessionEffects.Discard) != 0)
+        if ((info.Session & SessionEffects.Discard) != 0 || (info.Session & SessionEffects.DeallocateAll) != 0)
         {
-            // DISCARD ALL drops the client's statements, and the server's too when it runs (outside a transaction).
-            if (info.Kind == StatementKind.Discard && (info.Session & SessionEffects.Discard) != 0 && server.TransactionStatus == PgTransactionStatus.Idle
-                && Encoding.ASCII.GetString(bytes).Contains("ALL", StringComparison.OrdinalIgnoreCase))
+            // DISCARD ALL and DEALLOCATE ALL drop the client's statements, and the server's when they run.
+            var all = (info.Session & SessionEffects.DeallocateAll) != 0
+                || Encoding.ASCII.GetString(text).Contains("ALL", StringComparison.OrdinalIgnoreCase);
+            if (all && server.TransactionStatus != PgTransactionStatus.Failed)
             {
                 _statements.Clear();
                 server.ForgetPreparedStatements();
-                server.ForgetUnreportedParameters();
+                if ((info.Session & SessionEffects.Discard) != 0)
+                    server.ForgetUnreportedParameters();
             }
-            return false;
+            return new SqlRewrite(text, request);
         }
-        if ((info.Session & SessionEffects.DeallocateAll) != 0)
-        {
-            _statements.Clear();
-            Answer(server, "DEALLOCATE ALL");
-            return true;
-        }
-        if ((info.Session & SessionEffects.Deallocate) != 0)
-        {
-            if (_statements.Find(name) is not { } registered)
-                return false; // let the server say it does not exist
-            _statements.Remove(registered);
-            Answer(server, "DEALLOCATE");
-            return true;
-        }
+
+        var nameRange = info.StatementName;
+        var name = text.AsSpan(nameRange.Offset, nameRange.Length);
         if ((info.Session & SessionEffects.Prepare) != 0)
         {
             if (_statements.Find(name) is not null)
             {
-                RefuseStatement(PgRequestKind.Query, "42P05", $"prepared statement \"{nameText}\" already exists");
-                return true;
+                RefuseStatement(kind, "42P05", $"prepared statement \"{Encoding.UTF8.GetString(name)}\" already exists");
+                return null;
             }
-            if (server.TransactionStatus == PgTransactionStatus.Failed)
-                return false; // the server refuses it (25P02), as it should
-            var nameEnd = info.StatementName.Offset + info.StatementName.Length;
-            var statement = _pool!.Catalog.Intern(PgStatementFlavor.Sql, bytes.AsSpan(nameEnd), [], text => new PgStatementShape(Fingerprinter.Compute(text, SqlDialect.PostgreSql, Rules), IsWrite: true, default));
+            var tail = text.AsSpan(nameRange.Offset + nameRange.Length);
+            var statement = _pool!.Catalog.Intern(PgStatementFlavor.Sql, tail, [], body => new PgStatementShape(Fingerprinter.Compute(body, SqlDialect.PostgreSql, Rules), IsWrite: true, default));
             var registered = new PgClientStatement(name.ToArray(), statement);
             if (!_statements.TryAdd(registered))
             {
-                RefuseStatement(PgRequestKind.Query, PgSqlState.ConfigurationLimitExceeded,
+                RefuseStatement(kind, PgSqlState.ConfigurationLimitExceeded,
                     $"mproxy: this client has {_statements.Capacity} prepared statements, the limit (clients.maxPreparedStatements); DEALLOCATE some before preparing more");
-                return true;
+                return null;
             }
-            // Prepared here already: the client's PREPARE is answered as done. Otherwise the client's
-            // own (renamed) PREPARE prepares it, and the client sees the server's answer, errors included.
-            if (server.EnsurePrepared(statement, PgResponseMode.Forward, registered, unit: _unit))
-                Answer(server, "PREPARE");
-            _unitOpen = false;
-            return true;
+            // The client's own PREPARE, renamed, prepares it (the client sees the server's answer,
+            // errors included); a copy already on this connection is closed first.
+            server.ClosePreparedIfPresent(statement, sync: !extended);
+            server.NotePreparedBy(statement, sync: !extended);
+            request = request with { Op = PgStatementOp.Prepare, Statement = statement, ClientStatement = registered };
+            return new SqlRewrite(Rename(text, nameRange, statement), request);
         }
-        // EXECUTE name (args)
-        if (_statements.Find(name) is not { } executed)
-            return false; // the server reports that it does not exist
-        var target = executed.Statement;
-        server.EnsurePrepared(target, PgResponseMode.Swallow, sync: true);
-        var rewritten = new ArrayBufferWriter<byte>(bytes.Length + 16);
-        rewritten.Write(bytes.AsSpan(0, info.StatementName.Offset));
-        rewritten.Write(target.ServerNameBytes);
-        rewritten.Write(bytes.AsSpan(info.StatementName.Offset + info.StatementName.Length));
-        server.Enqueue(new PgPendingRequest(PgRequestKind.Query, PgResponseMode.Forward, Unit: _unit, Op: PgStatementOp.Use, Statement: target));
-        PgMessageWriter.WriteQuery(server.Output, Encoding.UTF8.GetString(rewritten.WrittenSpan));
-        _unitOpen = false;
-        return true;
+        if (_statements.Find(name) is not { } known)
+            return new SqlRewrite(text, request); // the server reports that it does not exist
+        var target = known.Statement;
+        server.EnsurePrepared(target, PgResponseMode.Swallow, sync: !extended);
+        if ((info.Session & SessionEffects.Deallocate) != 0)
+        {
+            _statements.Remove(known);
+            server.ForgetPreparedStatement(target); // the DEALLOCATE removes it from this connection
+        }
+        else
+        {
+            request = request with { Op = PgStatementOp.Use, Statement = target };
+        }
+        return new SqlRewrite(Rename(text, nameRange, target), request);
+    }
+
+    private static byte[] Rename(byte[] text, TextRange name, PgStatement statement)
+    {
+        var renamed = new byte[text.Length - name.Length + statement.ServerNameBytes.Length];
+        text.AsSpan(0, name.Offset).CopyTo(renamed);
+        statement.ServerNameBytes.CopyTo(renamed.AsSpan(name.Offset));
+        text.AsSpan(name.Offset + name.Length).CopyTo(renamed.AsSpan(name.Offset + statement.ServerNameBytes.Length));
+        return renamed;
     }
 
     /// <summary>Answers a simple Query with CommandComplete and ReadyForQuery, in order after what is in flight.</summary>

@@ -88,6 +88,14 @@ internal sealed class PgStatement
 
     public void Invalidate() => Interlocked.Increment(ref _generation);
 
+    /// <summary>
+    /// Some server accepted the statement's Parse: a later client's Parse of the same text can be
+    /// answered by the edge without a server connection (it is prepared where it is used).
+    /// </summary>
+    public bool Validated { get; private set; }
+
+    public void MarkValidated() => Validated = true;
+
     /// <summary>What the QoS layer needs to admit executions of this statement.</summary>
     public PgStatementShape Shape { get; init; }
 }
@@ -117,7 +125,8 @@ internal sealed class PgStatementCatalog(int capacity)
         }
     }
 
-    public PgStatement Intern(PgStatementFlavor flavor, ReadOnlySpan<byte> query, ReadOnlySpan<byte> parameterTypes, Func<byte[], PgStatementShape> shape)
+    /// <summary>The interned statement with this content, if any.</summary>
+    public PgStatement? Find(PgStatementFlavor flavor, ReadOnlySpan<byte> query, ReadOnlySpan<byte> parameterTypes)
     {
         var hash = Hash(flavor, query, parameterTypes);
         lock (_lock)
@@ -127,6 +136,14 @@ internal sealed class PgStatementCatalog(int capacity)
                     if (candidate.Flavor == flavor && query.SequenceEqual(candidate.Query) && parameterTypes.SequenceEqual(candidate.ParameterTypes))
                         return candidate;
         }
+        return null;
+    }
+
+    public PgStatement Intern(PgStatementFlavor flavor, ReadOnlySpan<byte> query, ReadOnlySpan<byte> parameterTypes, Func<byte[], PgStatementShape> shape)
+    {
+        if (Find(flavor, query, parameterTypes) is { } found)
+            return found;
+        var hash = Hash(flavor, query, parameterTypes);
         var queryBytes = query.ToArray();
         var statement = new PgStatement(
             Interlocked.Increment(ref s_nextId), flavor, queryBytes, parameterTypes.ToArray(),

@@ -204,10 +204,17 @@ internal sealed class PgServerConnection : IPooledConnection
         {
             if (Statements.TryUse(statement, out var stale))
                 return true;
+            var wroteExtended = false;
             if (stale)
+            {
                 WriteCloseLocked(statement, Statements.GenerationOf(statement) ?? 0);
+                wroteExtended = true;
+            }
             else if (Statements.EvictionCandidate(statement) is { } evicted)
+            {
                 WriteCloseLocked(evicted, Statements.GenerationOf(evicted) ?? 0);
+                wroteExtended = true;
+            }
             Statements.Add(statement);
             var request = new PgPendingRequest(
                 statement.Flavor == PgStatementFlavor.Protocol ? PgRequestKind.Parse : PgRequestKind.Query, mode,
@@ -218,29 +225,61 @@ internal sealed class PgServerConnection : IPooledConnection
                 Output.Write(statement.ParseMessage);
                 if (mode == PgResponseMode.Forward)
                     _clientUnsynced = true;
-                if (sync)
-                {
-                    _queue.Enqueue(new PgPendingRequest(PgRequestKind.Sync, PgResponseMode.Swallow));
-                    PgMessageWriter.WriteSync(Output);
-                }
+                wroteExtended = true;
             }
             else
             {
+                if (wroteExtended && sync)
+                    WriteSyncLocked();
+                wroteExtended = false;
                 PgMessageWriter.WriteQuery(Output, statement.PrepareSql!);
             }
+            if (wroteExtended && sync)
+                WriteSyncLocked();
             return false;
         }
     }
 
+    /// <summary>Closes a statement on the server (a Close message deallocates SQL-level statements too).</summary>
     private void WriteCloseLocked(PgStatement statement, int generation)
     {
         Statements.Remove(statement);
-        var protocol = statement.Flavor == PgStatementFlavor.Protocol;
-        _queue.Enqueue(new PgPendingRequest(protocol ? PgRequestKind.Close : PgRequestKind.Query, PgResponseMode.Swallow, Op: PgStatementOp.Close, Statement: statement, Generation: generation));
-        if (protocol)
-            Output.Write(statement.CloseMessage);
-        else
-            PgMessageWriter.WriteQuery(Output, "DEALLOCATE " + statement.ServerName);
+        _queue.Enqueue(new PgPendingRequest(PgRequestKind.Close, PgResponseMode.Swallow, Op: PgStatementOp.Close, Statement: statement, Generation: generation));
+        Output.Write(statement.CloseMessage);
+    }
+
+    /// <summary>Before the client's own PREPARE of <paramref name="statement"/>: closes a copy already on this connection.</summary>
+    public void ClosePreparedIfPresent(PgStatement statement, bool sync)
+    {
+        lock (_sync)
+        {
+            if (Statements.GenerationOf(statement) is not { } generation)
+                return;
+            WriteCloseLocked(statement, generation);
+            if (sync)
+                WriteSyncLocked();
+        }
+    }
+
+    /// <summary>The client's request about to be written prepares <paramref name="statement"/> here (undone if it fails).</summary>
+    public void NotePreparedBy(PgStatement statement, bool sync)
+    {
+        lock (_sync)
+        {
+            if (Statements.EvictionCandidate(statement) is { } evicted)
+            {
+                WriteCloseLocked(evicted, Statements.GenerationOf(evicted) ?? 0);
+                if (sync)
+                    WriteSyncLocked();
+            }
+            Statements.Add(statement);
+        }
+    }
+
+    private void WriteSyncLocked()
+    {
+        _queue.Enqueue(new PgPendingRequest(PgRequestKind.Sync, PgResponseMode.Swallow));
+        PgMessageWriter.WriteSync(Output);
     }
 
     /// <summary>The client's request will leave the connection without prepared statements (DISCARD ALL, DEALLOCATE ALL).</summary>
@@ -621,6 +660,8 @@ internal sealed class PgServerConnection : IPooledConnection
                     else if (head.Op == PgStatementOp.Use && fields.SqlState == PgSqlState.FeatureNotSupported
                              && fields.Message.Contains("cached plan must not change result type", StringComparison.Ordinal))
                         head.Statement!.Invalidate(); // every connection re-prepares it before its next use
+                    else if (head.Op == PgStatementOp.Use && fields.SqlState == "26000")
+                        Statements.Remove(head.Statement!); // not there after all: prepare it again next time
                     if (head.IsExtended)
                     {
                         _queue.Dequeue();
@@ -668,7 +709,11 @@ internal sealed class PgServerConnection : IPooledConnection
             PgProtocolException.Throw($"unexpected message '{(char)code}' from the server");
         var head = _queue.Head;
         if (head.IsCompletedBy(code))
+        {
             _queue.Dequeue();
+            if (head.Op == PgStatementOp.Prepare && code == (byte)PgBackendCode.ParseComplete)
+                head.Statement!.MarkValidated();
+        }
         return ForwardIf(head.Mode == PgResponseMode.Forward && client is not null);
     }
 
