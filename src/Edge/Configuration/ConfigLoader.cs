@@ -118,16 +118,24 @@ public static class ConfigLoader
                 throw new ConfigException($"{key}.name", "'mproxy' is reserved for the admin console");
             if (databases.Exists(x => x.Name == d.Name))
                 throw new ConfigException($"{key}.name", $"database '{d.Name}' is defined twice");
-            if (string.IsNullOrWhiteSpace(d.Primary))
-                throw new ConfigException($"{key}.primary", "is required (host:port)");
+            if (string.IsNullOrWhiteSpace(d.Primary) && d.Backends is null)
+                throw new ConfigException($"{key}.primary", "is required (host:port), or a 'backends' section listing the hosts");
+            HostPort? primary = string.IsNullOrWhiteSpace(d.Primary) ? null : ParseHostPort($"{key}.primary", d.Primary, DefaultPostgresPort);
+            var serverDatabase = string.IsNullOrWhiteSpace(d.ServerDatabase) ? d.Name : d.ServerDatabase;
+            var backends = MProxy.Edge.Backends.BackendsConfigValidator.Validate($"{key}.backends", d.Backends, new MProxy.Edge.Backends.BackendsDefaults(
+                primary,
+                d.ServerUser is null ? null : new MProxy.Edge.Backends.MonitorCredentials(d.ServerUser, d.ServerPassword, serverDatabase),
+                d.Name));
             databases.Add(new DatabaseConfig
             {
                 Name = d.Name,
-                ServerDatabase = string.IsNullOrWhiteSpace(d.ServerDatabase) ? d.Name : d.ServerDatabase,
-                Primary = ParseHostPort($"{key}.primary", d.Primary, DefaultPostgresPort),
+                ServerDatabase = serverDatabase,
+                Primary = primary ?? backends.Hosts[0],
                 ServerUser = d.ServerUser,
                 ServerPassword = d.ServerPassword,
                 Pool = ValidatePool($"{key}.pool", d.Pool, poolDefaults),
+                // A single host without anyone to monitor it: no health checks, everything to it.
+                Backends = backends.Monitor is null ? null : backends,
             });
         }
         if (databases.Count == 0)

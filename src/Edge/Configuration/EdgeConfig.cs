@@ -143,7 +143,14 @@ public sealed record DatabaseConfig
     /// <summary>The database name on the server; defaults to <see cref="Name"/>.</summary>
     public required string ServerDatabase { get; init; }
 
+    /// <summary>The configured primary (in discovery mode: the first host, until the monitor finds the primary).</summary>
     public required HostPort Primary { get; init; }
+
+    /// <summary>
+    /// The database's hosts, health checks and routing; null for a single host without monitoring
+    /// (everything goes to <see cref="Primary"/>).
+    /// </summary>
+    public MProxy.Edge.Backends.BackendsConfig? Backends { get; init; }
 
     /// <summary>If set, every client of this database logs in to the server as this user.</summary>
     public string? ServerUser { get; init; }

@@ -82,4 +82,5 @@ internal sealed class RawDatabase
     public string? ServerUser { get; set; }
     public string? ServerPassword { get; set; }
     public RawPool? Pool { get; set; }
+    public MProxy.Edge.Backends.RawBackends? Backends { get; set; }
 }

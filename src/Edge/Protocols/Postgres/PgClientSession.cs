@@ -3,6 +3,7 @@ using System.IO.Pipelines;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
 using MProxy.Abstractions.ResourceUnits;
+using MProxy.Edge.Backends;
 using MProxy.Edge.Configuration;
 using MProxy.Edge.Pooling;
 using MProxy.Edge.Qos;
@@ -50,6 +51,15 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
     private long _bytesToServer;
     private PgClientStatements _statements = new(1);   // the client's named statements (sized at login)
     private StatementInfo _unitInfo;                   // classification of the current unit's first message
+    private EdgeConfig? _config;
+    private DatabaseConfig? _databaseConfig;
+    private UserConfig? _userConfig;
+    private SessionEffects _sessionEffects;            // state this client left on its sessions: keeps it on the primary
+    private CausalToken _token;                        // read-your-writes: the latest write this client must see
+    private volatile bool _tokenPending;               // a token is being fetched: route reads to the primary meanwhile
+    private bool _captureTokenAfterUnit;
+    private PgPool? _balanced;                         // the pool whose host counts this client's transaction as in flight
+    private long _balancedSince;
     private bool _unitClassified;
 
     public PgClientSession(PgEdgeContext edge, ConnectionContext connection)
@@ -134,6 +144,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
         {
             _state = PgClientState.Closed;
             _server?.DetachClient(this);
+            EndBalanced();
             _qos?.Dispose();
             if (registered)
                 _edge.Clients.Unregister(this);
@@ -166,7 +177,12 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
             ?? throw new PgErrorException(PgSqlState.InvalidCatalogName, $"mproxy: database \"{Database}\" does not exist", fatal: true);
         SetStartupParameters(parameters);
 
+        _config = config;
+        _databaseConfig = databaseConfig;
+        _userConfig = userConfig;
         _pool = _edge.Pools.GetOrCreate(config, databaseConfig, userConfig, user);
+        if (_pool.Backends?.Topology.Primary is { } primary)
+            _pool = PoolOf(primary);
         _statements = new PgClientStatements(config.Clients.MaxPreparedStatements);
         if (_edge.Qos is { Config.Enabled: true } gate)
         {
@@ -177,7 +193,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
         if (welcome is null)
         {
             // No server connection has been opened yet: open one to learn the server's parameters.
-            var server = await AcquireAsync(cancellationToken);
+            var server = await AcquireAsync(_pool, cancellationToken);
             _pool.Return(server);
             welcome = _pool.Welcome!;
         }
@@ -367,6 +383,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
                 {
                     _writing!.Enqueue(PgRequestKind.Sync, PgResponseMode.Forward, _unitOpen ? _unit : 0);
                     CopyToServer(_writing, message);
+                    EndUnitOnServer();
                 }
                 else
                 {
@@ -431,26 +448,50 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
         _writing!.Enqueue(kind, PgResponseMode.Forward, endsUnit ? _unit : 0);
         CopyToServer(_writing, message);
         _unitOpen = !endsUnit;
+        if (endsUnit)
+            EndUnitOnServer();
+    }
+
+    /// <summary>The unit's last message is written: ask for a read-your-writes token behind it if the unit wrote.</summary>
+    private void EndUnitOnServer()
+    {
+        if (!_captureTokenAfterUnit)
+            return;
+        _captureTokenAfterUnit = false;
+        _tokenPending = true;
+        _writing!.EnqueueCausalLsnQuery(this);
+    }
+
+    /// <summary>The WAL position the primary reported after this client's write (null: the query failed).</summary>
+    public void OnCausalLsn(string? lsn)
+    {
+        if (lsn is not null && Lsn.TryParse(lsn, out var position))
+            _token = _token.After(position, _edge.Time.GetTimestamp());
+        _tokenPending = false;
     }
 
     /// <summary>
-    /// Starts a request unit: admits it (QoS: budget, runaway verdicts, hints), gets a scheduler slot
-    /// and a server connection unless one is attached, and aligns the connection's settings. On a
-    /// refusal it answers the client and returns false.
+    /// Starts a request unit: classifies it, admits it (QoS: budget, runaway verdicts, hints),
+    /// routes it (primary or replica) and gets a scheduler slot and a server connection there unless
+    /// one is attached, and aligns the connection's settings. On a refusal it answers the client and
+    /// returns false.
     /// </summary>
     private async ValueTask<bool> BeginUnitAsync(PgRequestKind kind, ReadOnlySequence<byte> message)
     {
         var attached = await TryHoldAttachedServerAsync();
-        QosAdmission admission = default;
         _unitClassified = false;
+        var backends = _pool!.Backends;
+        var info = _qos is not null || backends is not null ? UnitInfo(kind, message) : default;
+        _sessionEffects |= info.Session & PinningEffects;
+
+        QosAdmission admission = default;
+        lock (_unitLock)
+            _unit++;
         if (_qos is not null)
         {
-            var statement = ShapeOfUnit(kind, message);
-            lock (_unitLock)
-                _unit++;
             try
             {
-                admission = await _qos.AdmitAsync(statement.Hints, statement.Fingerprint, statement.IsWrite ? RuKind.Write : RuKind.Read, inTransaction: attached, CancellationToken.None);
+                admission = await _qos.AdmitAsync(info.Hints, info.Fingerprint, info.IsWrite ? RuKind.Write : RuKind.Read, inTransaction: attached, CancellationToken.None);
             }
             catch (ObjectDisposedException)
             {
@@ -462,16 +503,86 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
                 return false;
             }
         }
-        else
-        {
-            _unit++;
-        }
 
         if (!attached)
         {
+            var target = backends is null ? _pool : await RouteAsync(kind, backends, info);
+            if (target is null)
+                return false;
+            if (!await AttachWithinFailoverAsync(kind, target, backends))
+                return false;
+        }
+
+        var server = _writing!;
+        // Read-your-writes: after a unit that writes on the primary outside a transaction block (or
+        // ends one), the edge learns a WAL position taken after it, so that this client's later
+        // reads go only to replicas that have replayed it.
+        _captureTokenAfterUnit = backends is { Config.ReadYourWrites: true, Config.ReplicaCount: > 0 }
+            && server.IsPrimaryConnection
+            && (info.Boundary == TransactionBoundary.Closes || (info.IsWrite && server.TransactionStatus == PgTransactionStatus.Idle));
+        if (_qos is not null)
+        {
+            SyncGroupSettings(server, admission);
+            _qos.Start(_edge.Qos!.Config.WeightsFor(Database));
+        }
+        _unitOpen = true;
+        return true;
+    }
+
+    /// <summary>Session effects that keep a client's transactions on the primary (state a replica would not have).</summary>
+    private const SessionEffects PinningEffects = SessionEffects.SetParameter | SessionEffects.TemporaryObject | SessionEffects.HoldableCursor
+        | SessionEffects.AdvisoryLock | SessionEffects.Listen | SessionEffects.Load;
+
+    /// <summary>
+    /// Where a unit that starts a transaction goes: the router's decision (writes and pinned
+    /// sessions to the primary, reads by P2C over replicas that are healthy, within the lag bound
+    /// and have replayed this client's writes). Null when the unit was refused.
+    /// </summary>
+    private async ValueTask<PgPool?> RouteAsync(PgRequestKind kind, DatabaseBackends backends, StatementInfo info)
+    {
+        var pinned = _sessionEffects != 0 || _tokenPending || _pool!.Mode == PoolMode.Session;
+        var decision = backends.Route(info, pinned, _token);
+        switch (decision.Target)
+        {
+            case RouteTarget.Primary:
+            case RouteTarget.Replica:
+                return PoolOf(decision.Backend!);
+            case RouteTarget.WaitForPrimary:
+                try
+                {
+                    return PoolOf(await backends.Monitor.WaitForPrimaryAsync(CancellationToken.None));
+                }
+                catch (BackendUnavailableException e)
+                {
+                    _qos?.Complete();
+                    Refuse(kind, PgSqlState.CannotConnectNow, "mproxy: " + e.Message, attached: false);
+                    return null;
+                }
+            default:
+                _qos?.Complete();
+                Refuse(kind, PgSqlState.CannotConnectNow,
+                    $"mproxy: no replica of database \"{Database}\" can serve reads now (down or lagging) and backends.primaryServesReads is off; retry later", attached: false);
+                return null;
+        }
+    }
+
+    private PgPool PoolOf(BackendStatus backend) =>
+        _edge.Pools.GetOrCreate(_config!, _databaseConfig!, _userConfig, User, backend.Endpoint, backend.Index);
+
+    /// <summary>
+    /// Gets a scheduler slot and a connection from <paramref name="pool"/>. When the primary cannot be
+    /// reached, waits (bounded by backends.failoverWaitMs) for a usable primary — the old one back, or
+    /// a promoted replica — instead of failing at once.
+    /// </summary>
+    private async ValueTask<bool> AttachWithinFailoverAsync(PgRequestKind kind, PgPool pool, DatabaseBackends? backends)
+    {
+        var started = _edge.Time.GetTimestamp();
+        var delay = TimeSpan.FromMilliseconds(50);
+        while (true)
+        {
             if (_qos is not null)
             {
-                var slot = await _qos.AcquireSlotAsync(_pool!.Scheduler!, _pool.Database.Pool.WaitTimeout, CancellationToken.None);
+                var slot = await _qos.AcquireSlotAsync(pool.Scheduler!, pool.Database.Pool.WaitTimeout, CancellationToken.None);
                 if (!slot.IsGranted)
                 {
                     Refuse(kind, slot.Rejection.SqlState, slot.Rejection.FormatMessage(), attached: false);
@@ -480,25 +591,40 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
             }
             try
             {
-                await AttachNewServerAsync();
+                await AttachNewServerAsync(pool);
+                return true;
             }
             catch (Exception e) when (e is PgErrorException { Fatal: false } or PoolTimeoutException)
             {
                 _qos?.ReleaseSlot();
-                _qos?.Complete();
-                var (sqlState, text) = e is PgErrorException error ? (error.SqlState, error.Message) : (PgSqlState.TooManyConnections, e.Message);
-                Refuse(kind, sqlState, text, attached: false);
-                return false;
+                var retry = e is PgErrorException { SqlState: PgSqlState.CannotConnectNow }
+                    && backends is not null
+                    && _edge.Time.GetElapsedTime(started) + delay < backends.Config.FailoverWait;
+                if (!retry)
+                {
+                    _qos?.Complete();
+                    var (sqlState, text) = e is PgErrorException error ? (error.SqlState, error.Message) : (PgSqlState.TooManyConnections, e.Message);
+                    Refuse(kind, sqlState, text, attached: false);
+                    return false;
+                }
+                await Task.Delay(delay, _edge.Time);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(1).Ticks));
+                var isReplica = pool.Backends is { } b && b.Topology.PrimaryIndex != pool.BackendIndex && pool.BackendIndex < b.Topology.Backends.Length
+                    && b.Topology.Backends[pool.BackendIndex].Role != BackendRole.Primary;
+                try
+                {
+                    pool = isReplica
+                        ? PoolOf(backends!.Topology.Primary ?? await backends.Monitor.WaitForPrimaryAsync(CancellationToken.None))
+                        : PoolOf(await backends!.Monitor.WaitForPrimaryAsync(CancellationToken.None));
+                }
+                catch (BackendUnavailableException unavailable)
+                {
+                    _qos?.Complete();
+                    Refuse(kind, PgSqlState.CannotConnectNow, "mproxy: " + unavailable.Message, attached: false);
+                    return false;
+                }
             }
         }
-
-        if (_qos is not null)
-        {
-            SyncGroupSettings(_writing!, admission);
-            _qos.Start(_edge.Qos!.Config.WeightsFor(Database));
-        }
-        _unitOpen = true;
-        return true;
     }
 
     /// <summary>
@@ -541,12 +667,17 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
     }
 
     /// <summary>Leases a server connection from the pool, attaches it and aligns its session parameters.</summary>
-    private async ValueTask AttachNewServerAsync()
+    private async ValueTask AttachNewServerAsync(PgPool pool)
     {
         // Output written directly to the client must reach it before a server's responses do.
         if (_outputDirty)
             await FlushDirectAsync();
-        var server = await AcquireAsync(CancellationToken.None);
+        var server = await AcquireAsync(pool, CancellationToken.None);
+        if (pool.Backends is { } backends)
+        {
+            _balancedSince = backends.Balancer.Start(pool.BackendIndex);
+            Volatile.Write(ref _balanced, pool);
+        }
         server.Attach(this);
         _server = server;
         _writing = server;
@@ -606,11 +737,11 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
         PgMessageWriter.WriteQuery(server.Output, sql.ToString());
     }
 
-    private async ValueTask<PgServerConnection> AcquireAsync(CancellationToken cancellationToken)
+    private async ValueTask<PgServerConnection> AcquireAsync(PgPool pool, CancellationToken cancellationToken)
     {
         try
         {
-            return await _pool!.Connections.AcquireAsync(cancellationToken);
+            return await pool.Connections.AcquireAsync(cancellationToken);
         }
         catch (PoolClosedException e)
         {
@@ -667,31 +798,32 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
 
     private RoutingRules Rules => Tracked[PgTrackedParameters.IndexOf("standard_conforming_strings")] == "off" ? NonConformingRules : RoutingRules.Default;
 
-    /// <summary>What admission needs of the unit starting with this message.</summary>
-    private PgStatementShape ShapeOfUnit(PgRequestKind kind, in ReadOnlySequence<byte> message)
+    /// <summary>The classification of the unit starting with this message (what admission and routing need).</summary>
+    private StatementInfo UnitInfo(PgRequestKind kind, in ReadOnlySequence<byte> message)
     {
         var payload = message.Slice(PgFrame.HeaderLength);
         switch (kind)
         {
             case PgRequestKind.Query:
-                return Shape(ClassifyText(payload));
+                return ClassifyText(payload);
             case PgRequestKind.Parse:
-                return Shape(ClassifyText(payload.Slice(payload.GetPosition(1, payload.PositionOf((byte)0) ?? payload.Start))));
+                return ClassifyText(payload.Slice(payload.GetPosition(1, payload.PositionOf((byte)0) ?? payload.Start)));
             case PgRequestKind.Bind:
                 {
                     // Bind: portal name, statement name, …
                     var reader = new SequenceReader<byte>(payload);
                     if (reader.TryAdvanceTo(0) && reader.TryReadTo(out ReadOnlySequence<byte> name, 0) && name.Length > 0
                         && FindStatement(name) is { } statement)
-                        return statement.Statement.Shape;
-                    return new PgStatementShape(0, IsWrite: true, default);
+                        return statement.Statement.Info;
+                    return UnknownUnit;
                 }
             default:
-                return new PgStatementShape(0, IsWrite: false, default);
+                return UnknownUnit;
         }
     }
 
-    private static PgStatementShape Shape(in StatementInfo info) => new(info.Fingerprint, info.IsWrite, info.Hints);
+    /// <summary>A unit the edge cannot classify (no SQL text in its first message): treated as a write.</summary>
+    private static readonly StatementInfo UnknownUnit = new() { Access = StatementAccess.Write, Kind = StatementKind.Unknown };
 
     /// <summary>Classifies NUL-terminated SQL text (the rest of the payload after it is ignored); remembered for the unit.</summary>
     private StatementInfo ClassifyText(ReadOnlySequence<byte> text)
@@ -819,7 +951,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
             RefuseStatement(PgRequestKind.Parse, "42P05", $"prepared statement \"{Encoding.UTF8.GetString(name)}\" already exists");
             return true;
         }
-        var statement = _pool!.Catalog.Intern(PgStatementFlavor.Protocol, query, bytes.AsSpan(queryEnd + 1), text => Shape(StatementClassifier.Classify(text, SqlDialect.PostgreSql, Rules)));
+        var statement = _pool!.Catalog.Intern(PgStatementFlavor.Protocol, query, bytes.AsSpan(queryEnd + 1), text => StatementClassifier.Classify(text, SqlDialect.PostgreSql, Rules));
         var registered = new PgClientStatement(name.ToArray(), statement);
         if (!_statements.TryAdd(registered))
         {
@@ -922,6 +1054,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
         _writing!.Enqueue(rewritten.Request with { Unit = _unit });
         PgMessageWriter.WriteQuery(_writing.Output, Encoding.UTF8.GetString(rewritten.Text));
         _unitOpen = false;
+        EndUnitOnServer();
         return true;
     }
 
@@ -995,7 +1128,8 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
                 return null;
             }
             var tail = text.AsSpan(nameRange.Offset + nameRange.Length);
-            var statement = _pool!.Catalog.Intern(PgStatementFlavor.Sql, tail, [], body => new PgStatementShape(Fingerprinter.Compute(body, SqlDialect.PostgreSql, Rules), IsWrite: true, default));
+            var prepareInfo = info;
+            var statement = _pool!.Catalog.Intern(PgStatementFlavor.Sql, tail, [], _ => prepareInfo);
             var registered = new PgClientStatement(name.ToArray(), statement);
             if (!_statements.TryAdd(registered))
             {
@@ -1079,7 +1213,18 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
     }
 
     /// <summary>The server connection went back to the pool at the end of a transaction: so does the scheduler slot. Called under the connection's lock.</summary>
-    public void OnTransactionReleased() => _qos?.ReleaseSlot();
+    public void OnTransactionReleased()
+    {
+        _qos?.ReleaseSlot();
+        EndBalanced();
+    }
+
+    /// <summary>The transaction left its host: the balancer learns its latency and in-flight count.</summary>
+    private void EndBalanced()
+    {
+        if (Interlocked.Exchange(ref _balanced, null) is { } pool)
+            pool.Backends!.Balancer.End(pool.BackendIndex, _balancedSince);
+    }
 
     /// <summary>Flushes what the server connection's pump wrote; marks the output broken on failure.</summary>
     public async ValueTask FlushOutputAsync()
@@ -1160,7 +1305,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
         var error = new ArrayBufferWriter<byte>();
         PgMessageWriter.WriteError(error, "ERROR", cancel.SqlState, cancel.FormatMessage());
         server.SetCancelReplacement(error.WrittenSpan.ToArray());
-        _ = _pool!.CancelAsync(server);
+        _ = server.Pool.CancelAsync(server);
     }
 
     // ------------------------------------------------------------------ cancel
@@ -1175,7 +1320,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
             return;
         }
         PgLog.CancelForwarded(_edge.Log, cancel.ProcessId, server.Id);
-        await session._pool!.CancelAsync(server);
+        await server.Pool.CancelAsync(server);
     }
 
     private async Task TryWriteFatalAsync(string sqlState, string message, string? detail = null, string? hint = null)

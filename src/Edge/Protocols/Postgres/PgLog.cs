@@ -41,6 +41,9 @@ internal static partial class PgLog
     [LoggerMessage(1030, LogLevel.Warning, "Client {ClientId}: runaway rule {Rule} fired (cancel: {Cancel})")]
     public static partial void RunawayHit(ILogger logger, int clientId, string rule, bool cancel);
 
+    [LoggerMessage(1016, LogLevel.Warning, "Closed pool {Pool} of {Host}: {Reason}")]
+    public static partial void PoolClosed(ILogger logger, string pool, string host, string reason);
+
     [LoggerMessage(1020, LogLevel.Information, "Client {ClientId} cancelled its request on server connection {ServerId}")]
     public static partial void CancelForwarded(ILogger logger, int clientId, long serverId);
 

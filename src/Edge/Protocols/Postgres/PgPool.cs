@@ -26,7 +26,7 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
         _connector = connector;
         _time = time;
         _log = log;
-        Name = $"{database.Name}/{serverUser}";
+        Name = $"{database.Name}/{serverUser}";  // hosts other than the primary add "@host" in messages
         Connections = new ServerPool<PgServerConnection>(Name, ToSettings(database.Pool), this, time);
     }
 
@@ -45,7 +45,16 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
     public ServerPool<PgServerConnection> Connections { get; }
 
     /// <summary>The distinct statements clients prepared on this pool, shared by every client that prepares the same text.</summary>
-    public PgStatementCatalog Catalog { get; } = new(capacity: 100_000);
+    public required PgStatementCatalog Catalog { get; init; }
+
+    /// <summary>The host this pool's connections go to.</summary>
+    public required HostPort Endpoint { get; init; }
+
+    /// <summary>The host's index among the database's backends (for the monitor and the balancer).</summary>
+    public int BackendIndex { get; init; }
+
+    /// <summary>The database's monitor, balancer and router, when it has them.</summary>
+    public MProxy.Edge.Backends.DatabaseBackends? Backends { get; init; }
 
     /// <summary>Whether clients' named statements are virtualized (transaction mode with a statement budget per connection).</summary>
     public bool VirtualizesStatements => Mode == PoolMode.Transaction && _database.Pool.MaxPreparedStatements > 0;
@@ -75,13 +84,14 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
         Microsoft.AspNetCore.Connections.ConnectionContext? transport = null;
         try
         {
-            transport = await _connector.ConnectAsync(database.Primary, linked.Token);
+            transport = await _connector.ConnectAsync(Endpoint, linked.Token);
             var startup = await PgServerLogin.LoginAsync(
                 transport.Transport.Input, transport.Transport.Output, ServerUser, database.ServerDatabase, ServerPassword, MaxMessageBytes, linked.Token);
-            var connection = new PgServerConnection(this, transport, startup, database.Primary, _time.GetTimestamp(), _log);
+            var connection = new PgServerConnection(this, transport, startup, Endpoint, _time.GetTimestamp(), _log);
             connection.Start();
             _welcome ??= startup.Parameters;
-            PgLog.ServerOpened(_log, connection.Id, database.Primary.ToString(), Name);
+            Backends?.Monitor.ReportConnectSuccess(BackendIndex);
+            PgLog.ServerOpened(_log, connection.Id, Endpoint.ToString(), Name);
             return connection;
         }
         catch (Exception e)
@@ -94,11 +104,16 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
                 PgServerLoginException login => $"{login.Message} ({login.SqlState})",
                 _ => e.Message,
             };
-            PgLog.ServerOpenFailed(_log, database.Primary.ToString(), Name, reason);
+            PgLog.ServerOpenFailed(_log, Endpoint.ToString(), Name, reason);
             if (e is OperationCanceledException && !timeout.IsCancellationRequested)
                 throw;
-            var sqlState = e is PgServerLoginException { SqlState: var s } && s.StartsWith("28", StringComparison.Ordinal) ? s : PgSqlState.CannotConnectNow;
-            throw new PgErrorException(sqlState, $"mproxy: cannot connect to server {database.Primary} for pool {Name}: {reason}");
+            // The host is unreachable or refusing service: the breaker counts it. Authentication,
+            // a full server or an unknown database say nothing about the host's health.
+            var loginState = (e as PgServerLoginException)?.SqlState;
+            if (loginState is null || loginState.StartsWith("08", StringComparison.Ordinal) || loginState is PgSqlState.AdminShutdown or PgSqlState.CannotConnectNow)
+                Backends?.Monitor.ReportConnectFailure(BackendIndex, reason);
+            var sqlState = loginState is not null && loginState.StartsWith("28", StringComparison.Ordinal) ? loginState : PgSqlState.CannotConnectNow;
+            throw new PgErrorException(sqlState, $"mproxy: cannot connect to server {Endpoint} for pool {Name}: {reason}");
         }
     }
 

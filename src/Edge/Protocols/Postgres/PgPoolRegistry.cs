@@ -1,28 +1,88 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
+using MProxy.Edge.Backends;
 using MProxy.Edge.Configuration;
 using MProxy.Edge.Networking;
 
 namespace MProxy.Edge.Protocols.Postgres;
 
-/// <summary>The PostgreSQL pools of this edge, one per (database, server user), created on first use.</summary>
-internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider time, ILoggerFactory loggers, MProxy.Edge.Qos.QosGate? qos = null)
+/// <summary>
+/// The PostgreSQL pools of this edge — one per (database, server user, host), created on first use —
+/// and, for databases with several hosts or health checks, their <see cref="DatabaseBackends"/>
+/// (monitor, balancer, router). When a host's breaker opens or the primary changes, that host's
+/// pools are closed: their connections are likely dead.
+/// </summary>
+internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider time, ILoggerFactory loggers, MProxy.Edge.Qos.QosGate? qos = null) : IAsyncDisposable
 {
-    private readonly ConcurrentDictionary<(string Database, string User), PgPool> _pools = new();
+    private readonly ConcurrentDictionary<(string Database, string User, HostPort Host), PgPool> _pools = new();
+    private readonly ConcurrentDictionary<string, DatabaseBackends> _backends = new();
+    private readonly ConcurrentDictionary<string, PgStatementCatalog> _catalogs = new();
+    private readonly object _createLock = new();
     private readonly ILogger _log = loggers.CreateLogger("MProxy.Edge.Postgres.Pool");
+    private readonly ILogger _backendsLog = loggers.CreateLogger("MProxy.Edge.Backends");
 
     public ICollection<PgPool> All => _pools.Values;
 
-    public PgPool GetOrCreate(EdgeConfig config, DatabaseConfig database, UserConfig? user, string clientUser)
+    public ICollection<DatabaseBackends> AllBackends => _backends.Values;
+
+    /// <summary>The pool of <paramref name="host"/> (default: the database's configured primary) for this client's server login.</summary>
+    public PgPool GetOrCreate(EdgeConfig config, DatabaseConfig database, UserConfig? user, string clientUser, HostPort? host = null, int backendIndex = 0)
     {
         var serverUser = database.ServerUser ?? clientUser;
-        if (_pools.TryGetValue((database.Name, serverUser), out var pool))
+        var endpoint = host ?? database.Primary;
+        if (_pools.TryGetValue((database.Name, serverUser, endpoint), out var pool))
             return pool;
         var password = database.ServerUser is not null ? database.ServerPassword : user?.ServerPassword ?? user?.Password;
-        return _pools.GetOrAdd((database.Name, serverUser), _ => new PgPool(database, serverUser, password, config.Clients.MaxMessageBytes, connector, time, _log)
+        var backends = BackendsFor(database);
+        var catalog = _catalogs.GetOrAdd(database.Name, _ => new PgStatementCatalog(capacity: 100_000));
+        return _pools.GetOrAdd((database.Name, serverUser, endpoint), _ => new PgPool(database, serverUser, password, config.Clients.MaxMessageBytes, connector, time, _log)
         {
-            Scheduler = qos is { Config.Enabled: true } ? qos.CreateScheduler($"{database.Name}/{serverUser}", database.Pool.Size) : null,
+            Endpoint = endpoint,
+            BackendIndex = backendIndex,
+            Backends = backends,
+            Catalog = catalog,
+            Scheduler = qos is { Config.Enabled: true } ? qos.CreateScheduler($"{database.Name}/{serverUser}@{endpoint}", database.Pool.Size) : null,
         });
+    }
+
+    /// <summary>The database's monitor, balancer and router (started on first use), or null for a single unmonitored host.</summary>
+    public DatabaseBackends? BackendsFor(DatabaseConfig database)
+    {
+        if (database.Backends is not { Monitor: { } monitor } config)
+            return null;
+        if (_backends.TryGetValue(database.Name, out var existing))
+            return existing;
+        lock (_createLock)
+        {
+            if (_backends.TryGetValue(database.Name, out existing))
+                return existing;
+            var probe = new PgBackendProbe(monitor, connector, time, _backendsLog);
+            var backends = new DatabaseBackends(database.Name, config, probe, time, _backendsLog);
+            backends.Monitor.BreakerChanged += change =>
+            {
+                if (change.To == BreakerState.Open)
+                    CloseHost(database.Name, config.Hosts[change.Backend], "its circuit breaker opened");
+            };
+            backends.Monitor.PrimaryChanged += change =>
+            {
+                if (change.Previous is { } previous && previous.Endpoint != change.Current?.Endpoint)
+                    CloseHost(database.Name, previous.Endpoint, "it is no longer the primary");
+            };
+            _backends[database.Name] = backends;
+            backends.Start();
+            return backends;
+        }
+    }
+
+    private void CloseHost(string database, HostPort host, string reason)
+    {
+        foreach (var (key, pool) in _pools)
+        {
+            if (key.Database != database || key.Host != host || !_pools.TryRemove(new(key, pool)))
+                continue;
+            PgLog.PoolClosed(_log, pool.Name, host.ToString(), reason);
+            pool.Connections.Close();
+        }
     }
 
     /// <summary>Periodic upkeep of every pool (the janitor calls it).</summary>
@@ -32,15 +92,15 @@ internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider t
             pool.Connections.Maintain();
     }
 
-    /// <summary>Applies a new configuration: pools of removed databases close, the others take their new settings.</summary>
+    /// <summary>Applies a new configuration: pools of removed or moved databases close, the others take their new settings.</summary>
     public void Reconfigure(EdgeConfig config)
     {
-        foreach (var ((name, user), pool) in _pools)
+        foreach (var (key, pool) in _pools)
         {
-            var database = config.FindDatabase(name);
-            if (database is null || database.Primary != pool.Database.Primary || database.ServerDatabase != pool.Database.ServerDatabase)
+            var database = config.FindDatabase(key.Database);
+            if (database is null || database.ServerDatabase != pool.Database.ServerDatabase || database.Backends != pool.Database.Backends)
             {
-                if (_pools.TryRemove(new((name, user), pool)))
+                if (_pools.TryRemove(new(key, pool)))
                     pool.Connections.Close();
             }
             else
@@ -54,5 +114,12 @@ internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider t
     {
         foreach (var pool in _pools.Values)
             pool.Connections.Close();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        CloseAll();
+        foreach (var backends in _backends.Values)
+            await backends.DisposeAsync();
     }
 }

@@ -96,12 +96,9 @@ internal sealed class PgStatement
 
     public void MarkValidated() => Validated = true;
 
-    /// <summary>What the QoS layer needs to admit executions of this statement.</summary>
-    public PgStatementShape Shape { get; init; }
+    /// <summary>The statement's classification: what admission and routing need to know of its executions.</summary>
+    public StatementInfo Info { get; init; }
 }
-
-/// <summary>What admission needs of a statement: its fingerprint, whether it writes, its hints.</summary>
-internal readonly record struct PgStatementShape(ulong Fingerprint, bool IsWrite, MProxy.Edge.Routing.QueryHints Hints);
 
 /// <summary>
 /// The distinct statements of one pool, interned by content so that clients preparing the same
@@ -139,7 +136,7 @@ internal sealed class PgStatementCatalog(int capacity)
         return null;
     }
 
-    public PgStatement Intern(PgStatementFlavor flavor, ReadOnlySpan<byte> query, ReadOnlySpan<byte> parameterTypes, Func<byte[], PgStatementShape> shape)
+    public PgStatement Intern(PgStatementFlavor flavor, ReadOnlySpan<byte> query, ReadOnlySpan<byte> parameterTypes, Func<byte[], StatementInfo> classify)
     {
         if (Find(flavor, query, parameterTypes) is { } found)
             return found;
@@ -149,7 +146,7 @@ internal sealed class PgStatementCatalog(int capacity)
             Interlocked.Increment(ref s_nextId), flavor, queryBytes, parameterTypes.ToArray(),
             flavor == PgStatementFlavor.Sql ? Encoding.UTF8.GetString(queryBytes) : null)
         {
-            Shape = shape(queryBytes),
+            Info = classify(queryBytes),
         };
         lock (_lock)
         {

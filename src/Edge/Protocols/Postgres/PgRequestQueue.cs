@@ -58,9 +58,22 @@ internal sealed class PgInternalRequest
 
     public string? Error { get; set; }
 
-    public void Complete() => _completion.TrySetResult(Error);
+    /// <summary>When set, receives the first column of the first row (null on error) at completion.</summary>
+    public Action<string?>? OnValue { get; init; }
 
-    public void Fail(Exception exception) => _completion.TrySetException(exception);
+    public string? Value { get; set; }
+
+    public void Complete()
+    {
+        OnValue?.Invoke(Error is null ? Value : null);
+        _completion.TrySetResult(Error);
+    }
+
+    public void Fail(Exception exception)
+    {
+        OnValue?.Invoke(null);
+        _completion.TrySetException(exception);
+    }
 }
 
 /// <summary>One request awaiting its responses.</summary>

@@ -105,6 +105,24 @@ internal sealed class PgServerConnection : IPooledConnection
 
     public PipeWriter Output { get; }
 
+    /// <summary>The pool this connection belongs to.</summary>
+    public PgPool Pool => _pool;
+
+    /// <summary>Whether this connection's host is the database's primary now (true for databases without backends).</summary>
+    public bool IsPrimaryConnection => _pool.Backends is not { } backends || backends.Topology.PrimaryIndex == _pool.BackendIndex;
+
+    /// <summary>
+    /// Behind the client's unit that wrote: <c>SELECT pg_current_wal_insert_lsn()</c>, whose answer
+    /// (a position at or after the write's commit record) becomes the client's read-your-writes token.
+    /// </summary>
+    public void EnqueueCausalLsnQuery(PgClientSession client)
+    {
+        var request = new PgInternalRequest { OnValue = client.OnCausalLsn };
+        lock (_sync)
+            _queue.Enqueue(new PgPendingRequest(PgRequestKind.Query, PgResponseMode.Swallow, request));
+        PgMessageWriter.WriteQuery(Output, "SELECT pg_current_wal_insert_lsn()");
+    }
+
     /// <summary>The statements the edge prepared on this connection (guarded by its lock).</summary>
     private PgServerStatements Statements { get; }
 
@@ -609,8 +627,9 @@ internal sealed class PgServerConnection : IPooledConnection
 
     private byte[] _replacement = [];
 
-    private static bool NeedsWholeMessage(byte code) =>
-        code is (byte)PgBackendCode.ReadyForQuery or (byte)PgBackendCode.ErrorResponse or (byte)PgBackendCode.ParameterStatus;
+    private bool NeedsWholeMessage(byte code) =>
+        code is (byte)PgBackendCode.ReadyForQuery or (byte)PgBackendCode.ErrorResponse or (byte)PgBackendCode.ParameterStatus
+        || (code == (byte)PgBackendCode.DataRow && _queue.Count > 0 && _queue.Head.Internal?.OnValue is not null);
 
     private static Disposition ForwardIf(bool forward) => forward ? Disposition.Forward : Disposition.Drop;
 
@@ -689,6 +708,22 @@ internal sealed class PgServerConnection : IPooledConnection
                     {
                         PgMessageReader.ReturnPayload(array);
                     }
+                }
+            case PgBackendCode.DataRow when _queue.Count > 0 && _queue.Head.Internal is { OnValue: not null } capture && capture.Value is null:
+                {
+                    // The first column of the first row of the edge's own query.
+                    var array = PgMessageReader.RentPayload(payload, out var length);
+                    try
+                    {
+                        var reader = new PgMessageReader(array.AsSpan(0, length));
+                        if (reader.ReadInt16() > 0 && reader.ReadInt32() is var size and >= 0)
+                            capture.Value = System.Text.Encoding.UTF8.GetString(reader.ReadBytes(size));
+                    }
+                    finally
+                    {
+                        PgMessageReader.ReturnPayload(array);
+                    }
+                    return Disposition.Drop;
                 }
             default:
                 return HandleMessageHeader(code, client);
