@@ -41,6 +41,7 @@ public static class EdgeHost
         services.AddSingleton<IPeriodicTask, PoolMaintenance>();
         services.AddHostedService<Janitor>();
         services.AddHostedService<GracefulShutdown>();
+        services.AddHostedService<BackendMonitors>();
 
         // A proxy's work per read is short and never blocks: run it inline on the socket's I/O
         // thread instead of hopping to the thread pool at every pipe (both directions, both sides).
@@ -61,6 +62,19 @@ public static class EdgeHost
         var app = builder.Build();
         app.MapGet("/healthz", (ClientRegistry clients) => clients.ShuttingDown ? Results.StatusCode(503) : Results.Text("ok\n"));
         return app;
+    }
+
+    /// <summary>Starts the health monitors of databases with backends when the edge starts, so routing knows the topology before the first client.</summary>
+    private sealed class BackendMonitors(PgPoolRegistry pools, ConfigStore config) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            foreach (var database in config.Current.Databases)
+                pools.BackendsFor(database);
+            return Task.CompletedTask;
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 
     private sealed class PoolMaintenance(PgPoolRegistry pools) : IPeriodicTask
