@@ -164,7 +164,9 @@ public sealed class RoutingTests : IAsyncLifetime
         await using var connection = await _edge.OpenAsync();
         await new NpgsqlCommand("INSERT INTO items VALUES (500, 'before') ON CONFLICT DO NOTHING", connection).ExecuteNonQueryAsync();
         // The fixture's primary commits asynchronously: let the replica have everything before the crash.
-        await PoolingTests.WaitUntilAsync(async () => await _pair.Replica.ScalarAsync("SELECT count(*) FROM items WHERE id = 500", PostgresServer.AppDatabase) is 1L, 30_000);
+        await PoolingTests.WaitUntilAsync(async () =>
+            await _pair.Replica.ScalarAsync("SELECT count(*) FROM pg_class WHERE relname = 'items'", PostgresServer.AppDatabase) is 1L
+            && await _pair.Replica.ScalarAsync("SELECT count(*) FROM items WHERE id = 500", PostgresServer.AppDatabase) is 1L, 30_000);
         await _pair.Primary.StopProcessAsync("immediate");
         // A write issued during the switch waits (bounded) instead of failing at once.
         var writing = Task.Run(async () =>
