@@ -1,4 +1,5 @@
-using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Threading.Tasks.Sources;
 
 namespace MProxy.Edge.Pooling;
 
@@ -19,7 +20,8 @@ public sealed class ServerPool<TConnection>
 {
     private readonly object _lock = new();
     private readonly Stack<TConnection> _idle = new();
-    private readonly Queue<Waiter> _waiters = new();
+    private readonly LinkedList<Waiter> _waiters = new();      // FIFO; a waiter that gives up leaves at once
+    private readonly Stack<Waiter> _spareWaiters = new();      // reused: waiting allocates nothing in steady state
     private readonly IServerConnectionFactory<TConnection> _factory;
     private readonly TimeProvider _time;
     private int _total;   // open + opening
@@ -82,6 +84,7 @@ public sealed class ServerPool<TConnection>
         return connection is not null ? new ValueTask<TConnection>(connection) : AcquireSlowAsync(cancellationToken);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<TConnection> AcquireSlowAsync(CancellationToken cancellationToken)
     {
         var started = _time.GetTimestamp();
@@ -118,8 +121,9 @@ public sealed class ServerPool<TConnection>
                 }
                 if (connection is null && !mayOpen)
                 {
-                    waiter = new Waiter(started);
-                    _waiters.Enqueue(waiter);
+                    waiter = _spareWaiters.TryPop(out var spare) ? spare : new Waiter(this);
+                    waiter.Arm(started);
+                    _waiters.AddLast(waiter.Node);
                 }
             }
             CloseAll(stale, "expired while idle");
@@ -145,6 +149,7 @@ public sealed class ServerPool<TConnection>
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<TConnection> OpenAsync(CancellationToken cancellationToken)
     {
         try
@@ -187,24 +192,33 @@ public sealed class ServerPool<TConnection>
         return ok;
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<Grant> WaitAsync(Waiter waiter, long started, CancellationToken cancellationToken)
     {
         var remaining = Settings.WaitTimeout - _time.GetElapsedTime(started);
         if (remaining <= TimeSpan.Zero)
             remaining = TimeSpan.FromMilliseconds(1);
-        using var timer = _time.CreateTimer(static state => ((Waiter)state!).TimeOut(), waiter, remaining, Timeout.InfiniteTimeSpan);
-        using var registration = cancellationToken.UnsafeRegister(static state => ((Waiter)state!).Cancel(), waiter);
+        waiter.StartTimer(remaining);
+        var registration = cancellationToken.CanBeCanceled
+            ? cancellationToken.UnsafeRegister(static state => ((Waiter)state!).TryComplete(WaitOutcome.Canceled, default), waiter)
+            : default;
         try
         {
-            return await waiter.Task;
+            var (outcome, grant) = await waiter.AsValueTask();
+            return outcome switch
+            {
+                WaitOutcome.Granted => grant,
+                WaitOutcome.TimedOut => throw new PoolTimeoutException(Name, Settings.Size, _time.GetElapsedTime(started)),
+                WaitOutcome.Canceled => throw new OperationCanceledException(cancellationToken),
+                _ => throw new PoolClosedException(Name),
+            };
         }
-        catch (TimeoutException)
+        finally
         {
-            throw new PoolTimeoutException(Name, Settings.Size, _time.GetElapsedTime(started));
-        }
-        catch (OperationCanceledException)
-        {
-            throw new OperationCanceledException(cancellationToken);
+            await registration.DisposeAsync();
+            waiter.StopTimer();
+            lock (_lock)
+                _spareWaiters.Push(waiter);
         }
     }
 
@@ -325,6 +339,7 @@ public sealed class ServerPool<TConnection>
     {
         List<TConnection> idle;
         List<Waiter> waiters;
+        // Waiters are completed outside the lock (their continuations run inline).
         lock (_lock)
         {
             _closed = true;
@@ -332,10 +347,9 @@ public sealed class ServerPool<TConnection>
             _total -= idle.Count;
             _idle.Clear();
             waiters = [.. _waiters];
-            _waiters.Clear();
         }
         foreach (var waiter in waiters)
-            waiter.TryFail(new PoolClosedException(Name));
+            waiter.TryComplete(WaitOutcome.Closed, default);
         CloseAll(idle, "pool closed");
     }
 
@@ -345,20 +359,15 @@ public sealed class ServerPool<TConnection>
     private bool NeedsCheck(TConnection connection) =>
         Settings.CheckAfterIdle > TimeSpan.Zero && _time.GetElapsedTime(connection.IdleSince) > Settings.CheckAfterIdle;
 
-    /// <summary>Drops waiters that already gave up from the head of the queue; true if a live one remains.</summary>
-    private bool HasWaitersLocked()
-    {
-        while (_waiters.TryPeek(out var head) && head.IsCompleted)
-            _waiters.Dequeue();
-        return _waiters.Count > 0;
-    }
+    private bool HasWaitersLocked() => _waiters.Count > 0;
 
+    /// <summary>Takes the first waiter off the queue; it is then the caller's to complete.</summary>
     private Waiter? DequeueWaiterLocked()
     {
-        while (_waiters.TryDequeue(out var waiter))
-            if (!waiter.IsCompleted)
-                return waiter;
-        return null;
+        if (_waiters.First is not { } first)
+            return null;
+        _waiters.RemoveFirst();
+        return first.Value;
     }
 
     /// <summary>A slot was freed: let the first live waiter open a connection in it (outside the lock).</summary>
@@ -397,31 +406,93 @@ public sealed class ServerPool<TConnection>
 
     private readonly record struct Grant(TConnection? Connection);
 
-    /// <summary>One client's place in the FIFO queue; completed exactly once (grant, timeout, cancel or failure).</summary>
-    private sealed class Waiter(long enqueuedAt)
+    private enum WaitOutcome
     {
-        // Continuations run inline: a grant resumes the waiting client on the returning thread.
-        private readonly TaskCompletionSource<Grant> _completion = new();
+        Granted,
+        TimedOut,
+        Canceled,
+        Closed,
+    }
 
-        public long EnqueuedAt { get; } = enqueuedAt;
+    /// <summary>
+    /// One client's place in the FIFO queue, reused across waits. Completed exactly once per wait
+    /// (grant, timeout, cancel or close); a waiter that times out or is cancelled leaves the queue
+    /// at once. Its continuation runs inline on the completing thread (a grant resumes the waiting
+    /// client on the thread that returned the connection).
+    /// </summary>
+    private sealed class Waiter : IValueTaskSource<(WaitOutcome, Grant)>
+    {
+        private readonly ServerPool<TConnection> _pool;
+        private readonly ITimer _timer;
+        private ManualResetValueTaskSourceCore<(WaitOutcome, Grant)> _core;
+        private int _completed;
+        private long _deadline = long.MaxValue; // a timer callback left over from an earlier wait sees MaxValue or a later deadline
 
-        public Task<Grant> Task => _completion.Task;
+        public Waiter(ServerPool<TConnection> pool)
+        {
+            _pool = pool;
+            Node = new LinkedListNode<Waiter>(this);
+            _timer = pool._time.CreateTimer(static state => ((Waiter)state!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
 
-        public bool IsCompleted => _completion.Task.IsCompleted;
+        public LinkedListNode<Waiter> Node { get; }
 
-        public bool TryGrant(Grant grant) => _completion.TrySetResult(grant);
+        public long EnqueuedAt { get; private set; }
 
-        public bool TryFail(Exception exception) => _completion.TrySetException(exception);
+        public bool IsCompleted => Volatile.Read(ref _completed) != 0;
 
-        public void TimeOut() => _completion.TrySetException(new TimeoutException());
+        /// <summary>Prepares for a new wait (under the pool's lock, before it is queued).</summary>
+        public void Arm(long enqueuedAt)
+        {
+            _core.Reset();
+            Volatile.Write(ref _deadline, long.MaxValue);
+            _completed = 0;
+            EnqueuedAt = enqueuedAt;
+        }
 
-        public void Cancel() => _completion.TrySetCanceled();
+        public ValueTask<(WaitOutcome, Grant)> AsValueTask() => new(this, _core.Version);
+
+        public void StartTimer(TimeSpan timeout)
+        {
+            Volatile.Write(ref _deadline, _pool._time.GetTimestamp() + (long)(timeout.TotalSeconds * _pool._time.TimestampFrequency));
+            _timer.Change(timeout, Timeout.InfiniteTimeSpan);
+        }
+
+        private void OnTimer()
+        {
+            if (_pool._time.GetTimestamp() >= Volatile.Read(ref _deadline))
+                TryComplete(WaitOutcome.TimedOut, default);
+        }
+
+        public void StopTimer() => _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+
+        public bool TryGrant(Grant grant) => TryComplete(WaitOutcome.Granted, grant);
+
+        /// <summary>Completes this wait unless something else did first; a waiter that gives up leaves the queue.</summary>
+        public bool TryComplete(WaitOutcome outcome, Grant grant)
+        {
+            if (Interlocked.Exchange(ref _completed, 1) != 0)
+                return false;
+            if (outcome != WaitOutcome.Granted)
+            {
+                lock (_pool._lock)
+                {
+                    if (Node.List is not null)
+                        _pool._waiters.Remove(Node);
+                }
+            }
+            _core.SetResult((outcome, grant));
+            return true;
+        }
+
+        public (WaitOutcome, Grant) GetResult(short token) => _core.GetResult(token);
+
+        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            _core.OnCompleted(continuation, state, token, flags);
     }
 }
 
 /// <summary>The protocol-neutral settings a <see cref="ServerPool{TConnection}"/> runs with.</summary>
-public sealed record PoolSettings(int Size, int MinSize, TimeSpan WaitTimeout, TimeSpan ConnectTimeout, TimeSpan IdleTimeout, TimeSpan Lifetime, TimeSpan CheckAfterIdle)
-{
-    [Conditional("DEBUG")]
-    public void AssertValid() => Debug.Assert(Size >= 1 && MinSize <= Size);
-}
+public sealed record PoolSettings(int Size, int MinSize, TimeSpan WaitTimeout, TimeSpan ConnectTimeout, TimeSpan IdleTimeout, TimeSpan Lifetime, TimeSpan CheckAfterIdle);

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
 using MProxy.Abstractions.ResourceUnits;
@@ -299,6 +300,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
     private SequencePosition _consumed;
 
     /// <summary>Handles every whole message in the buffer; returns false when the client terminated.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> ProcessBatchAsync(ReadOnlySequence<byte> buffer)
     {
         _consumed = buffer.Start;
@@ -339,6 +341,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
         return true;
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> HandleMessageAsync(byte code, ReadOnlySequence<byte> message)
     {
         if (_skipUntilSync)
@@ -425,6 +428,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
     /// simple Query, or an extended-protocol run up to its Sync) is where the unit is admitted,
     /// scheduled and given a server connection.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask RequestAsync(PgRequestKind kind, ReadOnlySequence<byte> message)
     {
         if (!_unitOpen && _pool!.VirtualizesStatements && kind is PgRequestKind.Parse or PgRequestKind.Close
@@ -476,6 +480,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
     /// one is attached, and aligns the connection's settings. On a refusal it answers the client and
     /// returns false.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> BeginUnitAsync(PgRequestKind kind, ReadOnlySequence<byte> message)
     {
         var attached = await TryHoldAttachedServerAsync();
@@ -538,6 +543,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
     /// sessions to the primary, reads by P2C over replicas that are healthy, within the lag bound
     /// and have replayed this client's writes). Null when the unit was refused.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<PgPool?> RouteAsync(PgRequestKind kind, DatabaseBackends backends, StatementInfo info)
     {
         var pinned = _sessionEffects != 0 || _tokenPending || _pool!.Mode == PoolMode.Session;
@@ -574,6 +580,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
     /// reached, waits (bounded by backends.failoverWaitMs) for a usable primary — the old one back, or
     /// a promoted replica — instead of failing at once.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> AttachWithinFailoverAsync(PgRequestKind kind, PgPool pool, DatabaseBackends? backends)
     {
         var started = _edge.Time.GetTimestamp();
@@ -667,6 +674,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
     }
 
     /// <summary>Leases a server connection from the pool, attaches it and aligns its session parameters.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask AttachNewServerAsync(PgPool pool)
     {
         // Output written directly to the client must reach it before a server's responses do.
@@ -737,6 +745,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
         PgMessageWriter.WriteQuery(server.Output, sql.ToString());
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<PgServerConnection> AcquireAsync(PgPool pool, CancellationToken cancellationToken)
     {
         try
@@ -750,6 +759,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
     }
 
     /// <summary>Ends a batch: flushes what went to the server and what the edge wrote to the client.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask EndBatchAsync()
     {
         if (_outputDirty)
@@ -779,6 +789,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
         _outputDirty = true;
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask FlushDirectAsync()
     {
         _outputDirty = false;
