@@ -283,51 +283,51 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
             await CompleteChangeUserAsync(payload.ToArray());
             return true;
         }
-        var command = (MySqlCommand)payload.FirstSpan[0];
+        var command = (MySqlCommandCode)payload.FirstSpan[0];
         switch (command)
         {
-            case MySqlCommand.Quit:
+            case MySqlCommandCode.Quit:
                 return false;
-            case MySqlCommand.Query:
+            case MySqlCommandCode.Query:
                 await QueryAsync(message, payload, sequence);
                 return true;
-            case MySqlCommand.StmtExecute:
+            case MySqlCommandCode.StmtExecute:
                 await ExecuteAsync(message, payload, sequence, split);
                 return true;
-            case MySqlCommand.StmtPrepare:
+            case MySqlCommandCode.StmtPrepare:
                 await PrepareAsync(message, payload, sequence);
                 return true;
-            case MySqlCommand.StmtSendLongData:
+            case MySqlCommandCode.StmtSendLongData:
                 await SendLongDataAsync(message, payload, sequence, split);
                 return true;
-            case MySqlCommand.StmtClose:
+            case MySqlCommandCode.StmtClose:
                 CloseStatement(payload);
                 return true;
-            case MySqlCommand.StmtReset:
+            case MySqlCommandCode.StmtReset:
                 await ResetStatementAsync(message, payload, sequence, split);
                 return true;
-            case MySqlCommand.StmtFetch:
+            case MySqlCommandCode.StmtFetch:
                 await FetchAsync(message, payload, sequence, split);
                 return true;
-            case MySqlCommand.Ping:
+            case MySqlCommandCode.Ping:
                 await RespondOkAsync(sequence);
                 return true;
-            case MySqlCommand.InitDb:
+            case MySqlCommandCode.InitDb:
                 await InitDbAsync(message, payload, sequence);
                 return true;
-            case MySqlCommand.FieldList:
+            case MySqlCommandCode.FieldList:
                 await ForwardAsync(message, sequence, MySqlResponseKind.FieldList, pin: false);
                 return true;
-            case MySqlCommand.Statistics:
+            case MySqlCommandCode.Statistics:
                 await ForwardAsync(message, sequence, MySqlResponseKind.Single, pin: false);
                 return true;
-            case MySqlCommand.SetOption:
+            case MySqlCommandCode.SetOption:
                 await SetOptionAsync(payload, sequence);
                 return true;
-            case MySqlCommand.ResetConnection:
+            case MySqlCommandCode.ResetConnection:
                 await ResetConnectionAsync(message, sequence);
                 return true;
-            case MySqlCommand.ChangeUser:
+            case MySqlCommandCode.ChangeUser:
                 await ChangeUserAsync(payload.ToArray(), sequence);
                 return true;
             default:
@@ -566,7 +566,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
             return cached;
         var request = new MySqlInternalRequest();
         server.Enqueue(new MySqlPendingRequest(MySqlResponseKind.Prepare, MySqlResponseMode.Swallow, Internal: request, StatementKey: statement.Key));
-        MySqlPacketWriter.WriteCommand(server.Output, MySqlCommand.StmtPrepare, statement.Sql);
+        MySqlPacketWriter.WriteCommand(server.Output, MySqlCommandCode.StmtPrepare, statement.Sql);
         await server.Output.FlushAsync();
         var result = await request.Task;
         if (result.Error is null && server.FindStatement(statement.Key) is { } prepared)
@@ -924,7 +924,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
             if (!server.Variables.IsDefault)
             {
                 server.Enqueue(new MySqlPendingRequest(MySqlResponseKind.Ok, MySqlResponseMode.Swallow, Resets: true));
-                MySqlPacketWriter.WriteCommand(server.Output, MySqlCommand.ResetConnection);
+                MySqlPacketWriter.WriteCommand(server.Output, MySqlCommandCode.ResetConnection);
             }
             if (!variables.IsDefault)
             {

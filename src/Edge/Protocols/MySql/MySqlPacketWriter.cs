@@ -72,7 +72,7 @@ internal static class MySqlPacketWriter
     }
 
     /// <summary>A command packet (sequence id 0): the command byte and its argument.</summary>
-    public static void WriteCommand(IBufferWriter<byte> writer, MySqlCommand command, ReadOnlySpan<byte> argument = default)
+    public static void WriteCommand(IBufferWriter<byte> writer, MySqlCommandCode command, ReadOnlySpan<byte> argument = default)
     {
         var length = 1 + argument.Length;
         if (length >= MySqlFrame.MaxPacketPayload)
@@ -91,14 +91,14 @@ internal static class MySqlPacketWriter
     }
 
     /// <summary>COM_QUERY with <paramref name="sql"/>.</summary>
-    public static void WriteQuery(IBufferWriter<byte> writer, string sql) => WriteCommand(writer, MySqlCommand.Query, Utf8.GetBytes(sql));
+    public static void WriteQuery(IBufferWriter<byte> writer, string sql) => WriteCommand(writer, MySqlCommandCode.Query, Utf8.GetBytes(sql));
 
     /// <summary>COM_STMT_CLOSE of a server statement (no response).</summary>
     public static void WriteStatementClose(IBufferWriter<byte> writer, uint statementId)
     {
         Span<byte> id = stackalloc byte[4];
         BinaryPrimitives.WriteUInt32LittleEndian(id, statementId);
-        WriteCommand(writer, MySqlCommand.StmtClose, id);
+        WriteCommand(writer, MySqlCommandCode.StmtClose, id);
     }
 
     /// <summary>A payload written by <paramref name="write"/> into a growing buffer, then framed (login and other rare paths).</summary>

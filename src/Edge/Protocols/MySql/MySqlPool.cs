@@ -130,7 +130,7 @@ internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection
     {
         using var timeout = new CancellationTokenSource(_database.Pool.ConnectTimeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
-        var error = await connection.RunInternalAsync(MySqlCommand.Ping, MySqlResponseKind.Ok, default, resets: false, linked.Token);
+        var error = await connection.RunInternalAsync(MySqlCommandCode.Ping, MySqlResponseKind.Ok, default, resets: false, linked.Token);
         return error is null && (connection.Status & MySqlServerStatus.InTransaction) == 0;
     }
 
@@ -154,7 +154,7 @@ internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection
         try
         {
             using var timeout = new CancellationTokenSource(_database.Pool.ConnectTimeout, _time);
-            if (await connection.RunInternalAsync(MySqlCommand.ResetConnection, MySqlResponseKind.Ok, default, resets: true, timeout.Token) is { } error)
+            if (await connection.RunInternalAsync(MySqlCommandCode.ResetConnection, MySqlResponseKind.Ok, default, resets: true, timeout.Token) is { } error)
                 throw new InvalidOperationException(error);
             if ((connection.Status & MySqlServerStatus.InTransaction) != 0)
                 throw new InvalidOperationException("still in a transaction after the reset");
@@ -178,7 +178,7 @@ internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection
                 MySqlPacketWriter.WriteQuery(transport.Transport.Output, "KILL QUERY " + connection.ConnectionId.ToString(System.Globalization.CultureInfo.InvariantCulture));
                 await transport.Transport.Output.FlushAsync(timeout.Token);
                 await MySqlServerLogin.ReadPacketAsync(transport.Transport.Input, timeout.Token);
-                MySqlPacketWriter.WriteCommand(transport.Transport.Output, MySqlCommand.Quit);
+                MySqlPacketWriter.WriteCommand(transport.Transport.Output, MySqlCommandCode.Quit);
                 await transport.Transport.Output.FlushAsync(timeout.Token);
             }
         }

@@ -1,7 +1,7 @@
 namespace MProxy.Edge.Protocols.MySql;
 
 /// <summary>Command bytes of the client/server protocol (the first byte of a command packet).</summary>
-internal enum MySqlCommand : byte
+internal enum MySqlCommandCode : byte
 {
     Sleep = 0x00,
     Quit = 0x01,

@@ -248,7 +248,7 @@ internal sealed class MySqlServerConnection : IPooledConnection
     // ---------------------------------------------------------------- edge's own commands
 
     /// <summary>Sends a command for the edge while no client writes (check, reset); returns the server's error message or null.</summary>
-    public async Task<string?> RunInternalAsync(MySqlCommand command, MySqlResponseKind kind, ReadOnlyMemory<byte> argument, bool resets, CancellationToken cancellationToken)
+    public async Task<string?> RunInternalAsync(MySqlCommandCode command, MySqlResponseKind kind, ReadOnlyMemory<byte> argument, bool resets, CancellationToken cancellationToken)
     {
         var request = new MySqlInternalRequest();
         lock (_sync)
@@ -274,7 +274,7 @@ internal sealed class MySqlServerConnection : IPooledConnection
         }
         try
         {
-            MySqlPacketWriter.WriteCommand(Output, MySqlCommand.Quit);
+            MySqlPacketWriter.WriteCommand(Output, MySqlCommandCode.Quit);
             await Output.FlushAsync();
         }
         catch

@@ -6,8 +6,9 @@ namespace MProxy.Edge.Protocols.MySql;
 /// <summary>
 /// The session variables the edge keeps consistent across pooled server connections instead of
 /// pinning the client: the character-set family (SET NAMES, SET CHARACTER SET,
-/// character_set_client/connection/results, collation_connection) and time_zone — what drivers set
-/// at connect. An immutable, ordered list of assignments; <see cref="Text"/> replays it.
+/// character_set_client/connection/results, collation_connection), time_zone and the session's
+/// transaction characteristics (SET SESSION TRANSACTION …) — what drivers set at connect and around
+/// transactions. An immutable, ordered list of assignments; <see cref="Text"/> replays it.
 /// </summary>
 internal sealed class MySqlSessionVariables
 {
@@ -23,7 +24,19 @@ internal sealed class MySqlSessionVariables
     private MySqlSessionVariables((string Name, string Assignment)[] entries)
     {
         _entries = entries;
-        Text = entries.Length == 0 ? "" : "SET " + string.Join(", ", Array.ConvertAll(entries, e => e.Assignment));
+        // SET SESSION TRANSACTION … cannot share a SET with assignments: it is a statement of its own.
+        var statements = new List<string>();
+        var assignments = new List<string>();
+        foreach (var (name, assignment) in entries)
+        {
+            if (name == "transaction")
+                statements.Add("SET " + assignment);
+            else
+                assignments.Add(assignment);
+        }
+        if (assignments.Count > 0)
+            statements.Insert(0, "SET " + string.Join(", ", assignments));
+        Text = string.Join("; ", statements);
     }
 
     /// <summary>A SET statement that recreates these values on a freshly reset connection; empty for the defaults.</summary>
@@ -71,14 +84,24 @@ internal sealed class MySqlSessionVariables
             if (!lexer.NextSignificant(out token))
                 return false;
             var itemStart = token.Start;
+            var sessionScope = false;
             if (token.Is(SqlKeyword.Session) || token.Is(SqlKeyword.Local))
             {
+                sessionScope = true;
+                var scopeStart = token.Start;
                 if (!lexer.NextSignificant(out token))
                     return false;
-                itemStart = token.Start;
+                itemStart = token.Is(SqlKeyword.Transaction) ? scopeStart : token.Start;
             }
             string name;
-            if (token.Is(SqlKeyword.Names))
+            if (token.Is(SqlKeyword.Transaction))
+            {
+                // SET TRANSACTION … applies to the next transaction only: neither tracked nor pinning.
+                if (!sessionScope)
+                    return true;
+                name = "transaction";
+            }
+            else if (token.Is(SqlKeyword.Names))
             {
                 name = "names";
             }
