@@ -1,5 +1,4 @@
 using System.Globalization;
-using MProxy.Edge.Protocols.MySql;
 
 namespace MProxy.TestSupport;
 
@@ -51,9 +50,6 @@ public sealed class MySqlEdgeServer : IAsyncDisposable
             primary: 127.0.0.1:{server.Port}
         {extra}
         """;
-
-    /// <summary>The pools the edge opened for MySQL clients.</summary>
-    internal ICollection<MySqlPool> Pools => Get<MySqlPoolRegistry>().All;
 
     public ValueTask DisposeAsync() => Edge.DisposeAsync();
 }

@@ -463,7 +463,11 @@ internal sealed class MySqlServerConnection : IPooledConnection
         if (step.HasStatus)
             _status = step.Status;
         if (step.IsInfileRequest)
+        {
             _infile = true;
+            if (toClient)
+                client!.OnInfileRequested();
+        }
         if (step.IsPrepareOk)
         {
             if (head.Internal is not null)
