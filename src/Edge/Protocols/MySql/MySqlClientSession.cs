@@ -562,18 +562,29 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
     /// </summary>
     private async ValueTask<MySqlServerStatement?> EnsurePreparedAsync(MySqlServerConnection server, MySqlClientStatement statement, byte sequence)
     {
+        var generation = server.StatementsGeneration;
+        if (ReferenceEquals(statement.CachedServer, server) && statement.CachedGeneration == generation && statement.CachedServerStatement is { } known)
+            return known;
         if (server.FindStatement(statement.Key) is { } cached)
-            return cached;
+            return Remember(statement, server, generation, cached);
         var request = new MySqlInternalRequest();
         server.Enqueue(new MySqlPendingRequest(MySqlResponseKind.Prepare, MySqlResponseMode.Swallow, Internal: request, StatementKey: statement.Key));
         MySqlPacketWriter.WriteCommand(server.Output, MySqlCommandCode.StmtPrepare, statement.Sql);
         await server.Output.FlushAsync();
         var result = await request.Task;
         if (result.Error is null && server.FindStatement(statement.Key) is { } prepared)
-            return prepared;
+            return Remember(statement, server, server.StatementsGeneration, prepared);
         server.EnqueueSynthetic(MySqlPacketWriter.ErrorBytes((byte)(sequence + 1), new MySqlError(1105, "HY000"),
             "mproxy: could not prepare the statement again on another server connection: " + (result.Error ?? "unknown error")), _unit);
         return null;
+    }
+
+    private static MySqlServerStatement Remember(MySqlClientStatement statement, MySqlServerConnection server, int generation, MySqlServerStatement serverStatement)
+    {
+        statement.CachedServer = server;
+        statement.CachedGeneration = generation;
+        statement.CachedServerStatement = serverStatement;
+        return serverStatement;
     }
 
     /// <summary>
@@ -598,7 +609,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
                         statement.ParameterTypes = types.ToArray();
                     serverStatement.TypesSent = statement.ParameterTypes;
                 }
-                else if (bound == 0 && statement.ParameterTypes is { } remembered && !ReferenceEquals(serverStatement.TypesSent, remembered))
+                else if (bound == 0 && statement.ParameterTypes is { } remembered && !SameTypes(serverStatement.TypesSent, remembered))
                 {
                     insertTypes = true;
                     serverStatement.TypesSent = remembered;
@@ -616,6 +627,10 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
         if (!insertTypes)
             WriteWithStatementId(server, serverStatement.ServerId, message, payload, sequence, split);
     }
+
+    /// <summary>Whether the server statement last ran with these parameter types (whichever client bound them).</summary>
+    private static bool SameTypes(byte[]? sent, byte[] types) =>
+        ReferenceEquals(sent, types) || (sent is not null && sent.AsSpan().SequenceEqual(types));
 
     private static bool SequenceEquals(in ReadOnlySequence<byte> bytes, byte[] other) =>
         bytes.Length == other.Length && (bytes.IsSingleSegment ? bytes.FirstSpan.SequenceEqual(other) : bytes.ToArray().AsSpan().SequenceEqual(other));

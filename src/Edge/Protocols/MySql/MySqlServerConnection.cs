@@ -558,10 +558,18 @@ internal sealed class MySqlServerConnection : IPooledConnection
         _forwardedBytes += MySqlFrame.HeaderLength + prefix.Length;
     }
 
+    /// <summary>Changes whenever a cached server statement is replaced, evicted or reset away: a client's cached lookup is valid while it matches.</summary>
+    public int StatementsGeneration => Volatile.Read(ref _statementsGeneration);
+
+    private int _statementsGeneration;
+
     private void AddStatementLocked(string key, MySqlServerStatement statement)
     {
         if (_statements.Remove(key, out var previous))
+        {
             _pendingCloses.Add(previous.ServerId);
+            Interlocked.Increment(ref _statementsGeneration);
+        }
         else if (_statements.Count >= MaxStatementsPerConnection)
         {
             // Bounded: drop an arbitrary cached statement; a client that needs it again re-prepares it.
@@ -569,6 +577,7 @@ internal sealed class MySqlServerConnection : IPooledConnection
             {
                 _statements.Remove(oldKey);
                 _pendingCloses.Add(old.ServerId);
+                Interlocked.Increment(ref _statementsGeneration);
                 break;
             }
         }
@@ -582,6 +591,7 @@ internal sealed class MySqlServerConnection : IPooledConnection
     {
         _statements.Clear();
         _pendingCloses.Clear();
+        Interlocked.Increment(ref _statementsGeneration);
         Variables = MySqlSessionVariables.Default;
     }
 

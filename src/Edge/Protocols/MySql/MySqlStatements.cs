@@ -43,6 +43,13 @@ internal sealed class MySqlClientStatement(uint id, byte[] sql, ulong fingerprin
 
     public ushort Columns { get; set; }
 
+    /// <summary>The server statement this statement last ran as, on <see cref="CachedServer"/> at <see cref="CachedGeneration"/> (saves the cache lookup on the hot path).</summary>
+    public MySqlServerStatement? CachedServerStatement { get; set; }
+
+    public MySqlServerConnection? CachedServer { get; set; }
+
+    public int CachedGeneration { get; set; }
+
     /// <summary>The parameter types the client bound last (2 bytes per parameter), re-sent where a server statement has not seen them.</summary>
     public byte[]? ParameterTypes { get; set; }
 }
