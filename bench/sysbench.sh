@@ -3,8 +3,9 @@
 #
 # Starts a throwaway MariaDB and mproxy (MySQL listener, transaction pooling), loads the sysbench
 # OLTP tables, then runs sysbench oltp_read_only and oltp_read_write (MySQL driver, prepared
-# statements, THREADS threads) directly and through mproxy, interleaved, ROUNDS times; prints the
-# median TPS and p95 latency of each and the ratio mproxy/direct.
+# statements, THREADS threads) directly, through mproxy and through socat (a plain TCP relay that
+# parses nothing: the cost of the extra hop alone), interleaved, ROUNDS times; prints the median
+# TPS and p95 latency of each and the ratios mproxy/direct and mproxy/socat.
 #
 # Usage: bench/sysbench.sh [tests...]      tests: oltp_read_only oltp_read_write (default both)
 # Env:   DURATION=20 ROUNDS=3 THREADS=32 POOL=32 TABLES=4 TABLE_SIZE=10000
@@ -13,7 +14,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$root/scripts/lib.sh"
 ensure_dotnet
-ensure_packages mariadb-server mariadb-client sysbench
+ensure_packages mariadb-server mariadb-client sysbench socat
 
 DURATION=${DURATION:-20}
 ROUNDS=${ROUNDS:-3}
@@ -26,7 +27,7 @@ tests=("$@")
 
 work=$(mktemp -d /tmp/mproxy-sysbench.XXXXXX)
 chmod 755 "$work"
-db_port=$(free_port); mysql_port=$(free_port); pg_port=$(free_port)
+db_port=$(free_port); mysql_port=$(free_port); pg_port=$(free_port); relay_port=$(free_port)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -38,7 +39,7 @@ trap cleanup EXIT
 user_args=()
 [ "$(id -u)" -eq 0 ] && { chown mysql "$work"; user_args=(--user=mysql); }
 
-echo "==> MariaDB on $db_port, mproxy on $mysql_port (pool $POOL, $THREADS threads, ${DURATION}s x $ROUNDS rounds)" >&2
+echo "==> MariaDB on $db_port, mproxy on $mysql_port, socat on $relay_port (pool $POOL, $THREADS threads, ${DURATION}s x $ROUNDS rounds)" >&2
 mariadb-install-db --no-defaults --datadir="$work/data" --auth-root-authentication-method=socket --skip-test-db "${user_args[@]}" >/dev/null
 mariadbd --no-defaults --datadir="$work/data" --port="$db_port" --bind-address=127.0.0.1 --socket="$work/mysqld.sock" \
   --pid-file="$work/mysqld.pid" --log-error="$work/error.log" --max-connections=500 --skip-name-resolve \
@@ -77,7 +78,11 @@ dotnet build "$root/src/Edge/MProxy.Edge.csproj" -c Release -v quiet -nologo >/d
 # Socket completions inline on the epoll threads: no thread-pool hop per packet (recommended for the edge).
 DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --config "$work/mproxy.yaml" --log-level Warning > "$work/mproxy.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$mysql_port") 2>/dev/null && break; sleep 0.2; done
+socat "TCP-LISTEN:$relay_port,bind=127.0.0.1,fork,reuseaddr,nodelay" "TCP:127.0.0.1:$db_port,nodelay" &
+pids+=($!)
+for port in "$mysql_port" "$relay_port"; do
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
+done
 
 run_sysbench() { # port test → "tps p95 errors"
   local port=$1 test=$2 out tps p95 errors
@@ -92,18 +97,18 @@ run_sysbench() { # port test → "tps p95 errors"
 median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.2f}")' "$@"; }
 
 # Warm both paths (buffer pool, JIT) before measuring.
-run_sysbench "$db_port" oltp_read_only >/dev/null
-run_sysbench "$mysql_port" oltp_read_only >/dev/null
+for port in "$db_port" "$mysql_port" "$relay_port"; do run_sysbench "$port" oltp_read_only >/dev/null; done
 
-printf '\n| test (%s threads) | direct TPS | mproxy TPS | mproxy/direct | direct p95 ms | mproxy p95 ms | mproxy errors |\n' "$THREADS"
-printf '|---|---:|---:|---:|---:|---:|---:|\n'
+printf '\n| test (%s threads) | direct TPS | socat TPS | mproxy TPS | mproxy/direct | mproxy/socat | direct p95 ms | socat p95 ms | mproxy p95 ms | mproxy errors |\n' "$THREADS"
+printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for test in "${tests[@]}"; do
-  dt=(); dp=(); mt=(); mp=(); me=0
+  dt=(); dp=(); st=(); sp=(); mt=(); mp=(); me=0
   for ((r = 1; r <= ROUNDS; r++)); do
     read -r t p _ < <(run_sysbench "$db_port" "$test"); dt+=("$t"); dp+=("$p")
+    read -r t p _ < <(run_sysbench "$relay_port" "$test"); st+=("$t"); sp+=("$p")
     read -r t p e < <(run_sysbench "$mysql_port" "$test"); mt+=("$t"); mp+=("$p"); [ "$e" = "?" ] || me=$((me + e))
   done
-  dtm=$(median "${dt[@]}"); mtm=$(median "${mt[@]}")
-  ratio=$(python3 -c "print(f'{$mtm/$dtm:.2f}' if $dtm else 'n/a')")
-  printf '| %s | %s | %s | %s× | %s | %s | %s |\n' "$test" "$dtm" "$mtm" "$ratio" "$(median "${dp[@]}")" "$(median "${mp[@]}")" "$me"
+  dtm=$(median "${dt[@]}"); stm=$(median "${st[@]}"); mtm=$(median "${mt[@]}")
+  rd=$(python3 -c "print(f'{$mtm/$dtm:.2f}' if $dtm else 'n/a')"); rs=$(python3 -c "print(f'{$mtm/$stm:.2f}' if $stm else 'n/a')")
+  printf '| %s | %s | %s | %s | %s× | %s× | %s | %s | %s | %s |\n' "$test" "$dtm" "$stm" "$mtm" "$rd" "$rs" "$(median "${dp[@]}")" "$(median "${sp[@]}")" "$(median "${mp[@]}")" "$me"
 done
