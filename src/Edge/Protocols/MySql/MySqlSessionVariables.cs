@@ -114,7 +114,14 @@ internal sealed class MySqlSessionVariables
             else if (token.Kind == SqlTokenKind.Word || (token.Kind == SqlTokenKind.Variable && (token.Flags & SqlTokenFlags.SystemVariable) != 0))
             {
                 var text = Encoding.ASCII.GetString(token.Slice(sql)).ToLowerInvariant().TrimStart('@');
-                if (text.StartsWith("session.", StringComparison.Ordinal))
+                if (token.Kind == SqlTokenKind.Variable && text is "session" or "local" or "global")
+                {
+                    // @@session.name: the scope, a dot, then the name.
+                    if (text == "global" || !lexer.NextSignificant(out var dot) || dot.Kind != SqlTokenKind.Dot || !lexer.NextSignificant(out token) || token.Kind != SqlTokenKind.Word)
+                        return false;
+                    text = Encoding.ASCII.GetString(token.Slice(sql)).ToLowerInvariant();
+                }
+                else if (text.StartsWith("session.", StringComparison.Ordinal))
                     text = text["session.".Length..];
                 else if (text.StartsWith("local.", StringComparison.Ordinal))
                     text = text["local.".Length..];
