@@ -221,4 +221,31 @@ public sealed class MySqlProtocolTests(MariaDbFixture fixture) : IAsyncLifetime
         await client.SendCommandAsync(0x0E);
         Assert.True((await client.ReadAsync()).IsOk);
     }
+
+    [Fact]
+    public async Task RunawayCancelRule_KillsTheQuery_With1317NamingTheRule_AndTheSessionStaysUsable()
+    {
+        await using var edge = await MySqlEdgeServer.StartAsync(MySqlEdgeServer.AppConfig(Server, extra: """
+            qos:
+              groups:
+                - { name: std, ruPerSecond: 100000, burst: 100000 }
+              tenants:
+                - { name: app, group: std }
+              runaway:
+                rules:
+                  - { name: too-long, tenant: app, maxElapsedMs: 300, action: cancel }
+            """));
+        var (client, answer) = await MySqlRawClient.LoginAsync(edge.Port, MariaDbServer.AppUser, MariaDbServer.Password, MariaDbServer.AppDatabase);
+        await using var _ = client;
+        Assert.True(answer.IsOk);
+        await client.SendQueryAsync("SELECT SLEEP(20)");
+        var result = await client.ReadResultAsync();
+        var error = result[^1];
+        Assert.Equal(1317, error.ErrorCode);
+        Assert.Equal("70100", error.SqlState);
+        Assert.StartsWith("mproxy: query cancelled for tenant 'app' by runaway rule 'too-long'", error.ErrorMessage);
+        Assert.Contains("[57014]", error.ErrorMessage);
+        await client.SendQueryAsync("SELECT 5");
+        Assert.Equal("5", Assert.Single(MySqlRawClient.FirstColumn(await client.ReadResultAsync())));
+    }
 }
