@@ -543,7 +543,14 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
         var server = _writing!;
         var serverStatement = await EnsurePreparedAsync(server, statement, sequence);
         if (serverStatement is null)
+        {
+            if (_unitOpen)
+            {
+                _unitOpen = false;
+                server.SetUnitOpen(false);
+            }
             return;
+        }
         if (cursor)
             Pin(SessionEffects.HoldableCursor);
         server.Enqueue(new MySqlPendingRequest(MySqlResponseKind.ResultSet, MySqlResponseMode.Forward, _unit));
