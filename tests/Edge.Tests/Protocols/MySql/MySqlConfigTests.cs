@@ -51,4 +51,11 @@ public sealed class MySqlConfigTests
         var e = Assert.Throws<ConfigException>(() => ConfigLoader.LoadYaml(Users + "databases:\n  - name: x\n    primary: db\n    allowLoadDataLocal: true\n"));
         Assert.Contains("databases[0].allowLoadDataLocal", e.Message);
     }
+
+    [Fact]
+    public void Backends_OnAMySqlDatabase_AreRefused_ReplicasArePostgresOnly()
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.LoadYaml(Users + "databases:\n  - name: x\n    protocol: mysql\n    backends:\n      hosts: [a:3306, b:3306]\n"));
+        Assert.Contains("databases[0].backends", e.Message);
+    }
 }
