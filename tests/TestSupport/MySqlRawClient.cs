@@ -50,11 +50,11 @@ public sealed class MySqlRawClient : IAsyncDisposable
     }
 
     /// <summary>Connects and logs in; returns the client and the server's answer to the login (OK or ERR).</summary>
-    public static async Task<(MySqlRawClient Client, MySqlWirePacket Answer)> LoginAsync(int port, string user, string password, string? database, uint extraCapabilities = 0)
+    public static async Task<(MySqlRawClient Client, MySqlWirePacket Answer)> LoginAsync(int port, string user, string password, string? database, uint extraCapabilities = 0, uint withoutCapabilities = 0)
     {
         var client = await ConnectAsync(port);
         var greeting = await client.ReadGreetingAsync();
-        var capabilities = 0x000FA20Fu | extraCapabilities; // 4.1, secure connection, plugin auth, multi statements/results, transactions, connect with db
+        var capabilities = (0x000FA20Fu | extraCapabilities) & ~withoutCapabilities; // 4.1, secure connection, plugin auth, multi statements/results, transactions, connect with db
         var payload = new List<byte>();
         payload.AddRange(BitConverter.GetBytes(capabilities));
         payload.AddRange(BitConverter.GetBytes(16 * 1024 * 1024));

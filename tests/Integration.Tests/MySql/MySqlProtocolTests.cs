@@ -248,4 +248,38 @@ public sealed class MySqlProtocolTests(MariaDbFixture fixture) : IAsyncLifetime
         await client.SendQueryAsync("SELECT 5");
         Assert.Equal("5", Assert.Single(MySqlRawClient.FirstColumn(await client.ReadResultAsync())));
     }
+
+    [Fact]
+    public async Task SeveralStatements_WithoutMultiStatementsCapability_AreRefused_UntilSetOptionTurnsThemOn()
+    {
+        var (client, answer) = await MySqlRawClient.LoginAsync(Edge.Port, MariaDbServer.AppUser, MariaDbServer.Password, MariaDbServer.AppDatabase, withoutCapabilities: 1u << 16);
+        await using var _ = client;
+        Assert.True(answer.IsOk);
+        await client.SendQueryAsync("SELECT 1; SELECT 2");
+        var refused = Assert.Single(await client.ReadResultAsync());
+        Assert.Equal(1064, refused.ErrorCode);
+        Assert.StartsWith("mproxy:", refused.ErrorMessage);
+        await client.SendCommandAsync(0x1B, [0, 0]); // COM_SET_OPTION MULTI_STATEMENTS_ON
+        Assert.True((await client.ReadAsync()).IsEof);
+        await client.SendQueryAsync("SELECT 1; SELECT 2");
+        Assert.Equal(["1", "2"], MySqlRawClient.FirstColumn(await client.ReadResultAsync()));
+    }
+
+    [Fact]
+    public async Task FieldListAndStatistics_AreRelayed()
+    {
+        await Server.ExecuteAsync("CREATE TABLE IF NOT EXISTS field_list_test (a INT, b VARCHAR(5))", MariaDbServer.AppDatabase);
+        var (client, answer) = await MySqlRawClient.LoginAsync(Edge.Port, MariaDbServer.AppUser, MariaDbServer.Password, MariaDbServer.AppDatabase);
+        await using var _ = client;
+        Assert.True(answer.IsOk);
+        await client.SendCommandAsync(0x04, [.. Encoding.UTF8.GetBytes("field_list_test"), 0]);
+        var columns = 0;
+        while (!(await client.ReadAsync()).IsEof)
+            columns++;
+        Assert.Equal(2, columns);
+        await client.SendCommandAsync(0x09);
+        Assert.Contains("Uptime", Encoding.ASCII.GetString((await client.ReadAsync()).Payload));
+        await client.SendQueryAsync("SELECT 3");
+        Assert.Equal("3", Assert.Single(MySqlRawClient.FirstColumn(await client.ReadResultAsync())));
+    }
 }
