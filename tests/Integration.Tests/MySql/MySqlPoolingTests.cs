@@ -188,4 +188,23 @@ public sealed class MySqlPoolingTests(MariaDbFixture fixture)
         Assert.StartsWith("mproxy:", error.ErrorMessage);
         Assert.Equal(1, error.Sequence);
     }
+
+    [Fact]
+    public async Task SessionMode_KeepsOneConnectionPerClient_AndResetsItWhenTheClientLeaves()
+    {
+        await using var edge = await MySqlEdgeServer.StartAsync(MySqlEdgeServer.AppConfig(Server, poolMode: "session", poolSize: 1, waitTimeoutMs: 300));
+        long first;
+        await using (var client = await MariaDbFixture.OpenAsync(edge.Port, extra: UserVariables))
+        {
+            first = Long(await MariaDbFixture.ScalarAsync(client, "SELECT CONNECTION_ID()"));
+            await MariaDbFixture.ScalarAsync(client, "SET @s = 'mine'");
+            await using var other = new MySqlConnection(MariaDbFixture.ConnectionString(edge.Port));
+            var error = await Assert.ThrowsAsync<MySqlException>(() => other.OpenAsync());
+            Assert.Contains("[53300]", error.Message);
+            Assert.Equal("mine", await MariaDbFixture.ScalarAsync(client, "SELECT CONVERT(@s USING utf8mb4)"));
+        }
+        await using var next = await MariaDbFixture.OpenAsync(edge.Port, extra: UserVariables);
+        Assert.Equal(first, Long(await MariaDbFixture.ScalarAsync(next, "SELECT CONNECTION_ID()")));
+        Assert.Null(await MariaDbFixture.ScalarAsync(next, "SELECT @s"));
+    }
 }
