@@ -11,6 +11,10 @@ namespace MProxy.Edge.Configuration;
 public static class ConfigLoader
 {
     public const int DefaultPostgresPort = 5432;
+    public const int DefaultMySqlPort = 3306;
+
+    /// <summary>Where the MySQL listener is when a MySQL database is configured and <c>listen.mysql</c> is not set.</summary>
+    public const string DefaultMySqlListen = "127.0.0.1:6033";
 
     public static EdgeConfig Load(CommandLineOverrides overrides)
     {
@@ -118,9 +122,14 @@ public static class ConfigLoader
                 throw new ConfigException($"{key}.name", "'mproxy' is reserved for the admin console");
             if (databases.Exists(x => x.Name == d.Name))
                 throw new ConfigException($"{key}.name", $"database '{d.Name}' is defined twice");
+            var protocol = ParseProtocol($"{key}.protocol", d.Protocol);
+            if (d.AllowLoadDataLocal == true && protocol != DatabaseProtocol.MySql)
+                throw new ConfigException($"{key}.allowLoadDataLocal", "is for MySQL databases (protocol: mysql)");
+            if (protocol == DatabaseProtocol.MySql && d.Backends is not null)
+                throw new ConfigException($"{key}.backends", "replicas and failover are PostgreSQL-only for now: a MySQL database has one 'primary'");
             if (string.IsNullOrWhiteSpace(d.Primary) && d.Backends is null)
                 throw new ConfigException($"{key}.primary", "is required (host:port), or a 'backends' section listing the hosts");
-            HostPort? primary = string.IsNullOrWhiteSpace(d.Primary) ? null : ParseHostPort($"{key}.primary", d.Primary, DefaultPostgresPort);
+            HostPort? primary = string.IsNullOrWhiteSpace(d.Primary) ? null : ParseHostPort($"{key}.primary", d.Primary, protocol == DatabaseProtocol.MySql ? DefaultMySqlPort : DefaultPostgresPort);
             var serverDatabase = string.IsNullOrWhiteSpace(d.ServerDatabase) ? d.Name : d.ServerDatabase;
             var backends = MProxy.Edge.Backends.BackendsConfigValidator.Validate($"{key}.backends", d.Backends, new MProxy.Edge.Backends.BackendsDefaults(
                 primary,
@@ -131,6 +140,8 @@ public static class ConfigLoader
                 Name = d.Name,
                 ServerDatabase = serverDatabase,
                 Primary = primary ?? backends.Hosts[0],
+                Protocol = protocol,
+                AllowLoadDataLocal = d.AllowLoadDataLocal ?? false,
                 ServerUser = d.ServerUser,
                 ServerPassword = d.ServerPassword,
                 Pool = ValidatePool($"{key}.pool", d.Pool, poolDefaults),
@@ -141,6 +152,7 @@ public static class ConfigLoader
         if (databases.Count == 0)
             throw new ConfigException("databases", "no database is configured: add one under 'databases' or pass --primary postgres://user:password@host:port/database");
 
+        listen = WithMySqlListener(listen, raw.Listen?.Mysql, databases);
         return new EdgeConfig
         {
             Listen = listen,
@@ -152,6 +164,23 @@ public static class ConfigLoader
             Qos = MProxy.Edge.Qos.QosConfigValidator.Validate(raw.Qos),
             Policy = ValidatePolicy(raw.Policy),
         };
+    }
+
+    private static DatabaseProtocol ParseProtocol(string key, string? text) => (text ?? "postgres").ToLowerInvariant() switch
+    {
+        "postgres" or "postgresql" => DatabaseProtocol.Postgres,
+        "mysql" or "mariadb" => DatabaseProtocol.MySql,
+        var other => throw new ConfigException(key, $"'{other}' is not one of postgres, mysql"),
+    };
+
+    /// <summary><c>listen.mysql</c>: as given ("" or "off" turns it off), else the default address when a MySQL database is configured.</summary>
+    private static ListenConfig WithMySqlListener(ListenConfig listen, string? text, List<DatabaseConfig> databases)
+    {
+        if (text is { Length: > 0 } and not "off")
+            return listen with { MySql = ParseEndPoint("listen.mysql", text) };
+        if (text is null && databases.Exists(d => d.Protocol == DatabaseProtocol.MySql))
+            return listen with { MySql = ParseEndPoint("listen.mysql", DefaultMySqlListen) };
+        return listen;
     }
 
     private static PolicySettings ValidatePolicy(RawPolicy? p)

@@ -62,7 +62,11 @@ public sealed record PolicySettings
 }
 
 /// <summary>Addresses the edge listens on; null means that listener is off.</summary>
-public sealed record ListenConfig(IPEndPoint? Postgres, IPEndPoint? Admin);
+public sealed record ListenConfig(IPEndPoint? Postgres, IPEndPoint? Admin)
+{
+    /// <summary>The MySQL protocol listener (<c>listen.mysql</c>); on by default at 127.0.0.1:6033 when a MySQL database is configured.</summary>
+    public IPEndPoint? MySql { get; init; }
+}
 
 /// <param name="MaxConnections">Client connections the edge accepts at once.</param>
 /// <param name="MaxMessageBytes">Largest message a client may send.</param>
@@ -159,7 +163,20 @@ public sealed record DatabaseConfig
 
     public required PoolConfig Pool { get; init; }
 
+    /// <summary>The wire protocol of the server, and so which listener serves this database.</summary>
+    public DatabaseProtocol Protocol { get; init; } = DatabaseProtocol.Postgres;
+
+    /// <summary>MySQL: let clients run LOAD DATA LOCAL INFILE (refused by default).</summary>
+    public bool AllowLoadDataLocal { get; init; }
+
     public override string ToString() => $"DatabaseConfig {{ Name = {Name}, ServerDatabase = {ServerDatabase}, Primary = {Primary}, ServerUser = {ServerUser} }}";
+}
+
+/// <summary>The wire protocol a database's servers speak (<c>databases[].protocol</c>).</summary>
+public enum DatabaseProtocol
+{
+    Postgres,
+    MySql,
 }
 
 /// <summary>A host name (or address) and port.</summary>

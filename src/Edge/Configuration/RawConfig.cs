@@ -34,6 +34,7 @@ internal sealed class RawListen
 {
     public string? Postgres { get; set; }
     public string? Admin { get; set; }
+    public string? Mysql { get; set; }
 }
 
 internal sealed class RawClients
@@ -83,4 +84,6 @@ internal sealed class RawDatabase
     public string? ServerPassword { get; set; }
     public RawPool? Pool { get; set; }
     public MProxy.Edge.Backends.RawBackends? Backends { get; set; }
+    public string? Protocol { get; set; }
+    public bool? AllowLoadDataLocal { get; set; }
 }

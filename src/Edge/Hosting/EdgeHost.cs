@@ -8,6 +8,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using MProxy.Edge.Configuration;
 using MProxy.Edge.Networking;
+using MProxy.Edge.Protocols.MySql;
 using MProxy.Edge.Protocols.Postgres;
 using MProxy.Edge.Sessions;
 
@@ -39,6 +40,7 @@ public static class EdgeHost
         services.AddSingleton<PgPoolRegistry>();
         services.AddSingleton<PgEdgeContext>();
         services.AddSingleton<IPeriodicTask, PoolMaintenance>();
+        AddMySql(services);
         services.AddHostedService<Janitor>();
         services.AddHostedService<GracefulShutdown>();
         services.AddHostedService<BackendMonitors>();
@@ -55,6 +57,8 @@ public static class EdgeHost
             kestrel.AddServerHeader = false;
             if (config.Listen.Postgres is { } postgres)
                 kestrel.Listen(postgres, listen => listen.UseConnectionHandler<PgConnectionHandler>());
+            if (config.Listen.MySql is { } mysql)
+                kestrel.Listen(mysql, listen => listen.UseConnectionHandler<MySqlConnectionHandler>());
             if (config.Listen.Admin is { } admin)
                 kestrel.Listen(admin, listen => listen.Protocols = HttpProtocols.Http1);
         });
@@ -75,6 +79,34 @@ public static class EdgeHost
         }
 
         public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
+    /// <summary>The MySQL adapter: its pools (maintained by the janitor, closed after the drain) and its sessions' shared context.</summary>
+    private static void AddMySql(IServiceCollection services)
+    {
+        services.AddSingleton<MySqlPoolRegistry>();
+        services.AddSingleton<MySqlEdgeContext>();
+        services.AddSingleton<IPeriodicTask, MySqlPoolMaintenance>();
+        services.AddHostedService<MySqlPoolShutdown>();
+    }
+
+    private sealed class MySqlPoolMaintenance(MySqlPoolRegistry pools) : IPeriodicTask
+    {
+        public string Name => "mysql pool maintenance";
+
+        public void Tick() => pools.Maintain();
+    }
+
+    /// <summary>Closes the MySQL server connections once the clients have drained (after <see cref="GracefulShutdown"/>, which stops first).</summary>
+    private sealed class MySqlPoolShutdown(MySqlPoolRegistry pools) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken)
+        {
+            pools.CloseAll();
+            return Task.CompletedTask;
+        }
     }
 
     private sealed class PoolMaintenance(PgPoolRegistry pools) : IPeriodicTask
