@@ -174,8 +174,9 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
             throw;
         }
 
-        var databaseConfig = config.FindDatabase(Database)
-            ?? throw new PgErrorException(PgSqlState.InvalidCatalogName, $"mproxy: database \"{Database}\" does not exist", fatal: true);
+        var databaseConfig = config.FindDatabase(Database) is { Protocol: DatabaseProtocol.Postgres } found
+            ? found
+            : throw new PgErrorException(PgSqlState.InvalidCatalogName, $"mproxy: database \"{Database}\" does not exist", fatal: true);
         SetStartupParameters(parameters);
 
         _config = config;
