@@ -460,11 +460,26 @@ public sealed class ServerPool<TConnection>
 
         private void OnTimer()
         {
-            if (_pool._time.GetTimestamp() >= Volatile.Read(ref _deadline))
+            var deadline = Volatile.Read(ref _deadline);
+            if (deadline == long.MaxValue)
+                return; // left over from a finished wait
+            var now = _pool._time.GetTimestamp();
+            if (now >= deadline)
+            {
                 TryComplete(WaitOutcome.TimedOut, default);
+                return;
+            }
+            // System timers run on a coarser clock than the timestamp and may fire a little early:
+            // wait out the rest rather than never timing out.
+            var rest = TimeSpan.FromSeconds((double)(deadline - now) / _pool._time.TimestampFrequency);
+            _timer.Change(rest < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : rest, Timeout.InfiniteTimeSpan);
         }
 
-        public void StopTimer() => _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        public void StopTimer()
+        {
+            Volatile.Write(ref _deadline, long.MaxValue);
+            _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
 
         public bool TryGrant(Grant grant) => TryComplete(WaitOutcome.Granted, grant);
 

@@ -44,6 +44,26 @@ public sealed class ServerPoolTests
     }
 
     [Fact]
+    public async Task Acquire_PoolFull_TimesOutEvenWhenTimersFireEarly()
+    {
+        // System timers tick on a coarser clock than Stopwatch and can fire before the deadline the
+        // pool computed; the waiter must wait out the rest, not hang. Both waits reuse one waiter.
+        var early = new EarlyTimers(_time);
+        var pool = new ServerPool<FakeConnection>("db/user", new PoolSettings(1, 0, TimeSpan.FromMilliseconds(300), TimeSpan.FromSeconds(5),
+            TimeSpan.FromMinutes(1), TimeSpan.FromHours(1), TimeSpan.FromSeconds(30)), new FakeFactory(early), early);
+        await pool.AcquireAsync(default);
+        for (var i = 0; i < 2; i++)
+        {
+            var waiting = pool.AcquireAsync(default).AsTask();
+            _time.Advance(TimeSpan.FromMilliseconds(299));
+            Assert.False(waiting.IsCompleted);
+            _time.Advance(TimeSpan.FromMilliseconds(5));
+            Assert.True(waiting.IsCompleted, "the waiter never timed out");
+            await Assert.ThrowsAsync<PoolTimeoutException>(() => waiting);
+        }
+    }
+
+    [Fact]
     public async Task Return_HandsConnectionToWaitersInFifoOrder()
     {
         var pool = Pool(size: 1, waitMs: 10_000);
@@ -170,6 +190,25 @@ public sealed class ServerPoolTests
         Assert.Equal(0, pool.GetStats().Waiting);
         pool.Return(a);
         Assert.Same(a, await pool.AcquireAsync(default));
+    }
+
+    /// <summary>Timers that fire at 90% of their due time, as a coarse system clock may.</summary>
+    private sealed class EarlyTimers(ManualTimeProvider inner) : TimeProvider
+    {
+        public override long TimestampFrequency => inner.TimestampFrequency;
+        public override long GetTimestamp() => inner.GetTimestamp();
+        public override DateTimeOffset GetUtcNow() => inner.GetUtcNow();
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period) =>
+            new Early(inner.CreateTimer(callback, state, Shorten(dueTime), period));
+
+        private static TimeSpan Shorten(TimeSpan due) => due == Timeout.InfiniteTimeSpan ? due : due * 0.9;
+
+        private sealed class Early(ITimer timer) : ITimer
+        {
+            public bool Change(TimeSpan dueTime, TimeSpan period) => timer.Change(Shorten(dueTime), period);
+            public void Dispose() => timer.Dispose();
+            public ValueTask DisposeAsync() => timer.DisposeAsync();
+        }
     }
 
     internal sealed class FakeConnection(long id, long openedAt) : IPooledConnection
