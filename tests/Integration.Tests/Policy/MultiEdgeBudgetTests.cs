@@ -1,0 +1,163 @@
+using System.Diagnostics;
+using MProxy.Edge.Policy;
+using MProxy.Edge.Qos;
+using MProxy.TestSupport;
+using Npgsql;
+
+namespace MProxy.Integration.Tests.Policy;
+
+/// <summary>
+/// One tenant's global budget shared by three edges through a silo that runs as its own process on
+/// the PostgreSQL grain store: enforced across the edges, kept (on local shares) while the silo is
+/// down, and handed back to the silo when it returns.
+/// </summary>
+/// <remarks>
+/// The three edges are three complete edge hosts (each its own listener, pools, QoS gate and policy
+/// client with its own HTTP/2 connection to the silo) in this test process, so that each one's
+/// admitted RU can be read exactly.
+/// </remarks>
+public sealed class MultiEdgeBudgetTests(PostgresFixture postgres)
+{
+    private const double Budget = 90;      // RU/s for the tenant, over all edges
+    private const double Burst = 20;
+    private const int LeasePeriodMs = 3000;
+
+    private static CancellationToken Token => TestContext.Current.CancellationToken;
+
+    private PostgresServer Server => postgres.Server;
+
+    [Fact]
+    public async Task ThreeEdges_ShareOneBudget_KeepServingWhileTheSiloIsDown_AndConvergeWhenItReturns()
+    {
+        var storeDatabase = $"policy_{Guid.NewGuid():n}";
+        await Server.ExecuteAsync($"CREATE DATABASE {storeDatabase}");
+        var policyFile = Path.Combine(Path.GetTempPath(), $"mproxy-policy-{Guid.NewGuid():n}.yaml");
+        await File.WriteAllTextAsync(policyFile, $"""
+            leasePeriodMs: {LeasePeriodMs}
+            exchangeIntervalMs: 500
+            edgeLivenessMs: 2000
+            tenants:
+              - {"{"} name: app, ruPerSecond: {Budget}, burstRu: {Burst} {"}"}
+            """, Token);
+        int edgePort = FreePort.Next(), dashboardPort = FreePort.Next();
+        var store = Server.ConnectionString(database: storeDatabase);
+        var silo = await SiloProcess.StartAsync(edgePort, dashboardPort, store, policyFile, Token);
+        var edges = new List<EdgeServer>();
+        using var stop = new CancellationTokenSource();
+        var load = new List<Task>();
+        try
+        {
+            for (var i = 1; i <= 3; i++)
+                edges.Add(await EdgeServer.StartAsync(EdgeConfig(silo.EdgeApi, $"edge-{i}")));
+            foreach (var edge in edges)
+                for (var c = 0; c < 2; c++)
+                    load.Add(RunClientAsync(edge, stop.Token));
+
+            // 1. All three lease from the silo; the admitted RU over 20 s is the budget (±10%).
+            await WaitUntilAsync(() => edges.All(e => Allowance(e) is { Source: AllowanceSource.Lease }), "every edge holds a lease", silo);
+            await Task.Delay(TimeSpan.FromSeconds(3), Token); // past the local default and the first leases' ramp
+            var (shared, sharedSeconds) = await AdmittedAsync(edges, TimeSpan.FromSeconds(20));
+            Assert.True(shared >= Budget * sharedSeconds * 0.9 && shared <= Budget * sharedSeconds * 1.1,
+                $"admitted {shared:F0} RU in {sharedSeconds:F1} s across the edges; the budget is {Budget * sharedSeconds:F0}. {Describe(edges)}");
+
+            // 2. The silo dies. Each edge spends its lease to expiry, then a local share (budget ÷ 3):
+            //    all keep serving and the aggregate stays within the budget plus one lease period.
+            await silo.KillAsync();
+            var down = Stopwatch.StartNew();
+            var before = Charged(edges);
+            await WaitUntilAsync(() => edges.All(e => Client(e).IsDegraded), "every edge degrades to a local share", silo);
+            var perEdge = edges.Select(e => Account(e).RuCharged).ToArray();
+            await Task.Delay(TimeSpan.FromSeconds(3), Token);
+            for (var i = 0; i < edges.Count; i++)
+                Assert.True(Account(edges[i]).RuCharged - perEdge[i] > 1, $"edge-{i + 1} stopped serving while the silo was down");
+            foreach (var edge in edges)
+                Assert.Equal(AllowanceSource.LocalShare, Allowance(edge)!.Value.Source);
+            var outage = Charged(edges) - before;
+            var outageSeconds = down.Elapsed.TotalSeconds;
+            Assert.True(outage <= Budget * (outageSeconds + LeasePeriodMs / 1000.0) + 3 * Burst,
+                $"admitted {outage:F0} RU in {outageSeconds:F1} s without the silo; the bound is {Budget * (outageSeconds + LeasePeriodMs / 1000.0) + 3 * Burst:F0}");
+
+            // 3. The silo comes back (same store, same address): the edges lease again without a
+            //    restart and the budget holds again.
+            await silo.DisposeAsync();
+            silo = await SiloProcess.StartAsync(edgePort, dashboardPort, store, policyFile, Token);
+            await WaitUntilAsync(() => edges.All(e => !Client(e).IsDegraded && Allowance(e) is { Source: AllowanceSource.Lease }), "every edge leases again", silo);
+            await Task.Delay(TimeSpan.FromSeconds(2), Token);
+            var (again, againSeconds) = await AdmittedAsync(edges, TimeSpan.FromSeconds(10));
+            Assert.True(again >= Budget * againSeconds * 0.9 && again <= Budget * againSeconds * 1.1,
+                $"admitted {again:F0} RU in {againSeconds:F1} s after the silo returned; the budget is {Budget * againSeconds:F0}. {Describe(edges)}");
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAll(load.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
+            foreach (var edge in edges)
+                await edge.DisposeAsync();
+            await silo.DisposeAsync();
+            File.Delete(policyFile);
+        }
+        foreach (var task in load)
+            Assert.Null(task.Exception); // no client saw an error, in any phase
+    }
+
+    private string EdgeConfig(Uri silo, string edgeId) => $"""
+        users:
+          - name: app
+            password: {PostgresServer.Password}
+        databases:
+          - name: app
+            primary: 127.0.0.1:{Server.Port}
+            serverUser: app
+            serverPassword: {PostgresServer.Password}
+        pool: {"{"} size: 2, waitTimeoutMs: 10000 {"}"}
+        qos:
+          groups:
+            - {"{"} name: shared, ruPerSecond: {Budget / 3}, burst: 5, debtMax: 60, maxBudgetWaitMs: 10000 {"}"}
+          tenants:
+            - {"{"} name: app, group: shared {"}"}
+        policy:
+          silos: [{silo}]
+          edgeId: {edgeId}
+          callTimeoutMs: 1000
+          backoffBaseMs: 200
+          backoffMaxMs: 1000
+        """;
+
+    private static async Task RunClientAsync(EdgeServer edge, CancellationToken cancellationToken)
+    {
+        await using var connection = await edge.OpenAsync();
+        while (!cancellationToken.IsCancellationRequested)
+            await new NpgsqlCommand("SELECT 1", connection).ExecuteScalarAsync(CancellationToken.None);
+    }
+
+    private static async Task<(double Ru, double Seconds)> AdmittedAsync(List<EdgeServer> edges, TimeSpan window)
+    {
+        var before = Charged(edges);
+        var clock = Stopwatch.StartNew();
+        await Task.Delay(window, Token);
+        return (Charged(edges) - before, clock.Elapsed.TotalSeconds);
+    }
+
+    private static string Describe(List<EdgeServer> edges) => string.Join("; ", edges.Select(e =>
+        $"{Client(e).Status.State} {Allowance(e)} charged {Account(e).RuCharged:F0} admitted {Account(e).Admitted} balance {Account(e).Bucket.Balance:F1} settings {Account(e).Bucket.Settings}"));
+
+    private static double Charged(List<EdgeServer> edges) => edges.Sum(e => Account(e).RuCharged);
+
+    private static TenantAccount Account(EdgeServer edge) => edge.Get<QosGate>().GetTenants().Single(t => t.Name == "app").Home;
+
+    private static PolicyClient Client(EdgeServer edge) => edge.Get<PolicyClient>();
+
+    private static TenantAllowance? Allowance(EdgeServer edge) =>
+        Client(edge).TryGetAllowance("app", out var allowance) ? allowance : null;
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string what, SiloProcess silo)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (deadline.Elapsed > TimeSpan.FromSeconds(30))
+                Assert.Fail($"timed out waiting until {what}; silo output:\n{silo.Output}");
+            await Task.Delay(100, Token);
+        }
+    }
+}
