@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Diagnostics.CodeAnalysis;
 using Microsoft.Extensions.Logging;
 using MProxy.Edge.Configuration;
 
@@ -256,10 +257,19 @@ public sealed class BackendMonitor : IAsyncDisposable
     /// for another host to take over, instead of failing the client at once.
     /// </remarks>
     /// <exception cref="BackendUnavailableException">no usable primary within the wait.</exception>
-    public ValueTask<BackendStatus> WaitForPrimaryAsync(CancellationToken cancellationToken)
+    public ValueTask<BackendStatus> WaitForPrimaryAsync(CancellationToken cancellationToken) =>
+        TryGetUsablePrimary(out var primary) ? new ValueTask<BackendStatus>(primary) : WaitForPrimarySlowAsync(cancellationToken);
+
+    /// <summary>
+    /// The synchronous core of <see cref="WaitForPrimaryAsync"/>: the primary when there is a usable
+    /// one now (in the snapshot, breaker closed, no failure since its last success). A simulation
+    /// waits on <see cref="TopologyChanged"/> and its own clock instead of the asynchronous wait.
+    /// </summary>
+    public bool TryGetUsablePrimary([NotNullWhen(true)] out BackendStatus? primary)
     {
         var topology = _current;
-        return IsUsable(topology) ? new ValueTask<BackendStatus>(topology.Primary!) : WaitForPrimarySlowAsync(cancellationToken);
+        primary = IsUsable(topology) ? topology.Primary : null;
+        return primary is not null;
     }
 
     private async ValueTask<BackendStatus> WaitForPrimarySlowAsync(CancellationToken cancellationToken)
@@ -270,9 +280,8 @@ public sealed class BackendMonitor : IAsyncDisposable
             Task signal;
             lock (_lock)
                 signal = _published.Task;
-            var topology = _current;
-            if (IsUsable(topology))
-                return topology.Primary!;
+            if (TryGetUsablePrimary(out var primary))
+                return primary;
             var remaining = _config.FailoverWait - _time.GetElapsedTime(started);
             if (remaining <= TimeSpan.Zero)
             {

@@ -53,6 +53,7 @@ internal sealed class RuBucket
     private long _lastRefill;
     private double _charged;
     private double _forgiven;
+    private double _bookedTotal;
     private double _granted;
     private double _leaseExpired;
 
@@ -171,6 +172,16 @@ internal sealed class RuBucket
         }
     }
 
+    /// <summary>RU booked since the bucket was created (what <see cref="TakeUsage"/> reports as charged, never reset); reading it changes nothing.</summary>
+    public double TotalBooked
+    {
+        get
+        {
+            lock (_lock)
+                return _bookedTotal;
+        }
+    }
+
     /// <summary>Returns and resets the usage counters.</summary>
     public RuUsage TakeUsage()
     {
@@ -213,6 +224,7 @@ internal sealed class RuBucket
         _local -= fromLocal;
         _forgiven += rest - fromLocal;
         _charged += fromLease + fromLocal;
+        _bookedTotal += fromLease + fromLocal;
         return fromLease + fromLocal;
     }
 

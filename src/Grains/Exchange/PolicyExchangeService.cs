@@ -123,8 +123,20 @@ public sealed partial class PolicyExchangeService : IPolicyTier
     {
         if (count == 0)
             return Task.CompletedTask;
+        if (_parallelism == 1)
+            return ForEachInOrderAsync(count, body, cancellationToken);
         return Parallel.ForEachAsync(Enumerable.Range(0, count),
             new ParallelOptions { MaxDegreeOfParallelism = _parallelism, CancellationToken = cancellationToken }, body);
+    }
+
+    /// <summary>Parallelism 1: the calls one after another on the caller's thread, no thread-pool hop (what a deterministic simulation needs).</summary>
+    private static async Task ForEachInOrderAsync(int count, Func<int, CancellationToken, ValueTask> body, CancellationToken cancellationToken)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            await body(i, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     [LoggerMessage(EventId = 610, Level = LogLevel.Information, Message = "Edge {Edge} reports it is degraded (serving some tenant on a local share)")]
