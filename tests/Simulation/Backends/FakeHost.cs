@@ -222,6 +222,13 @@ public sealed class FakeHost
             _running--;
     }
 
+    /// <summary>The client of a running statement closed its connection: the statement stops.</summary>
+    internal void Abandon(FakeServerConnection connection)
+    {
+        if (Up && connection.Incarnation == Incarnation)
+            _running--;
+    }
+
     // ---------------------------------------------------------------- faults
 
     public void Crash()

@@ -133,7 +133,9 @@ public sealed class FakeServerConnection : IPooledConnection
         Host.Disconnect(this);
         if (_running is { } running)
         {
+            // The server notices the closed socket and stops the statement (it no longer counts as running).
             _running = null;
+            Host.Abandon(this);
             running.TrySetResult(new ExecResult("08006", "connection closed by the edge", 0, 0, true, 0));
         }
     }

@@ -329,7 +329,9 @@ public sealed class SimSession : IRunawayTarget
         var waiter = _qos!.BeginSlotWait(scheduler, out var result);
         if (waiter is null)
         {
-            _sim.Checks.Priority.OnSlotTaken(scheduler, _admission.Priority);
+            // Taken at once, or refused at once (CoDel dropping on arrival): only a taken slot could overtake a waiter.
+            if (result.IsGranted)
+                _sim.Checks.Priority.OnSlotTaken(scheduler, _admission.Priority);
             return result;
         }
         var group = _admission.Group;

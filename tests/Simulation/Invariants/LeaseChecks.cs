@@ -1,6 +1,5 @@
 using MProxy.Edge.Policy;
 using MProxy.Grains.Budgets;
-using MProxy.Grains.Capacity;
 using MProxy.Grains.Hosting;
 using MProxy.Simulation.Core;
 using MProxy.Simulation.Policy;
@@ -65,9 +64,18 @@ public sealed class LeaseChecks(SimContext sim)
             var state = host.ReadAsync(key, GrainStateJsonContext.Default.CapacityState, CancellationToken.None).GetAwaiter().GetResult();
             if (state is null)
                 continue;
+            // The slots granted under unexpired leases (the largest per edge, as the grain counts
+            // them). The grain also counts an edge's open connections as committed, but those are
+            // the edge's pool size, not something the grain granted.
             var committed = 0;
             foreach (var entry in state.Edges)
-                committed += CapacityLogic.Committed(entry, config, now);
+            {
+                var granted = 0;
+                foreach (var lease in entry.Leases)
+                    if (lease.ValidUntil > now)
+                        granted = Math.Max(granted, lease.Slots);
+                committed += granted;
+            }
             if (committed > backend.MaxConnections)
             {
                 sim.Checks.Fail("lease-capacity", $"silo{silo.Index}: backend {backend.Backend} has {committed} slots committed of a limit of {backend.MaxConnections}");
