@@ -97,6 +97,13 @@ public sealed record SimOptions
 
     public required IReadOnlyList<TenantSpec> Tenants { get; init; }
 
+    /// <summary>
+    /// Check admitted RU while partitioned against the strict bound (budget plus one lease period),
+    /// without the local shares cut-off edges are designed to spend (see <c>BudgetChecks</c>). Off by
+    /// default: the design's fail-open degradation exceeds it on long partitions.
+    /// </summary>
+    public bool StrictPartitionBudget { get; init; }
+
     public required IReadOnlyList<FaultSpec> Faults { get; init; }
 
     /// <summary>The scenario of <paramref name="seed"/>: every choice is drawn from it.</summary>

@@ -33,7 +33,7 @@ public sealed record SimResult(
         b.Append(c, $"{SimulatedTime.TotalSeconds:0.#}s simulated in {WallTime.TotalSeconds:0.##}s, {Events} events, {TraceLines} trace lines; ");
         b.Append(c, $"{Requests.Issued} requests: {string.Join(", ", Requests.Outcomes.Select(o => $"{o.Key} {o.Value}"))}");
         b.AppendLine();
-        b.Append(c, $"  checked: {Checks.Connections.TransactionsChecked} transactions, {Checks.Priority.GrantsChecked} grants and {Checks.Priority.ShedsChecked} sheds, {Checks.Pools.Checked} pool states, {Checks.Budgets.WindowsChecked} budget windows (peak {string.Join(", ", Checks.Budgets.PeakRatio.Select(p => $"{p.Key} {p.Value:0.00}"))}), {Checks.Leases.GrainChecks} grain and {Checks.Leases.EdgeChecks} edge lease checks");
+        b.Append(c, $"  checked: {Checks.Connections.TransactionsChecked} transactions, {Checks.Priority.GrantsChecked} grants and {Checks.Priority.ShedsChecked} sheds, {Checks.Pools.Checked} pool states, {Checks.Budgets.WindowsChecked} budget windows (peak {string.Join(", ", Checks.Budgets.PeakRatio.Select(p => $"{p.Key} {p.Value:0.00}"))}), {Checks.Leases.GrainChecks} grain and {Checks.Leases.EdgeChecks} edge lease checks; local-share RU while cut off: {(Checks.Budgets.FailOpenRu.Count == 0 ? "none" : string.Join(", ", Checks.Budgets.FailOpenRu.Select(p => $"{p.Key} {p.Value:0}")))}");
         if (Violation is not null)
         {
             b.AppendLine();
