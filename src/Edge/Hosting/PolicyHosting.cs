@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using MProxy.Abstractions.Policy;
 using MProxy.Edge.Configuration;
 using MProxy.Edge.Policy;
+using MProxy.Edge.Protocols.Postgres;
 using MProxy.Edge.Qos;
 using MProxy.Grains.Configuration;
 using MProxy.Grains.Exchange;
@@ -47,6 +48,7 @@ internal static class PolicyHosting
             return new QosGate(config.Qos, sp.GetRequiredService<TimeProvider>(), new QosPolicySeams(client, client, client));
         });
         services.AddSingleton<IPeriodicTask, QosTick>();
+        services.AddSingleton<IPeriodicTask>(sp => new CapacitySync(sp.GetRequiredService<PgPoolRegistry>(), sp.GetRequiredService<PolicyClient>()));
     }
 
     /// <summary>
@@ -75,6 +77,14 @@ internal static class PolicyHosting
             Tenants = tenants,
             DefaultTenant = fallback is { RuPerSecond: > 0 } ? new TenantPolicy(new TenantId("*"), fallback.RuPerSecond, fallback.Burst) : null,
         };
+    }
+
+    /// <summary>Reports pools' connection demand and applies the slots the policy tier grants, once per janitor tick.</summary>
+    private sealed class CapacitySync(PgPoolRegistry pools, PolicyClient client) : IPeriodicTask
+    {
+        public string Name => "capacity sync";
+
+        public void Tick() => pools.SyncCapacity(client, client);
     }
 
     /// <summary>Charges running statements, fires runaway rules and syncs leases, once per janitor tick.</summary>

@@ -16,6 +16,7 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
     private readonly ILogger _log;
     private volatile DatabaseConfig _database;
     private volatile IReadOnlyList<KeyValuePair<string, string>>? _welcome;
+    private int? _slotLimit; // set by the janitor's capacity sync only
 
     public PgPool(DatabaseConfig database, string serverUser, string? serverPassword, int maxMessageBytes, INetworkConnector connector, TimeProvider time, ILogger log)
     {
@@ -68,9 +69,31 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
     public void Reconfigure(DatabaseConfig database, MProxy.Edge.Qos.CoDelSettings? codel)
     {
         _database = database;
-        Connections.Reconfigure(ToSettings(database.Pool));
+        Connections.Reconfigure(EffectiveSettings());
         if (codel is not null)
             Scheduler?.Reconfigure(database.Pool.Size, codel);
+    }
+
+    /// <summary>
+    /// Caps the pool at the connection slots the policy tier grants this edge for its database
+    /// (null: no global limit). The size is the smaller of the grant (at least one) and the configured
+    /// size; a smaller size takes effect as connections come back.
+    /// </summary>
+    public void LimitSlots(int? slots)
+    {
+        if (slots == _slotLimit)
+            return;
+        _slotLimit = slots;
+        Connections.Reconfigure(EffectiveSettings());
+    }
+
+    private PoolSettings EffectiveSettings()
+    {
+        var settings = ToSettings(_database.Pool);
+        if (_slotLimit is not { } limit || limit >= settings.Size)
+            return settings;
+        var size = Math.Max(1, limit);
+        return settings with { Size = size, MinSize = Math.Min(settings.MinSize, size) };
     }
 
     public static PoolSettings ToSettings(PoolConfig pool) =>
