@@ -4,7 +4,7 @@
 # Prints exchanges/s per edge, mean exchange latency, the silo's CPU, and per tenant-second the RU
 # admitted over all edges against one ideal shared bucket. See bench/PolicyLease/Program.cs.
 #
-# Usage: bench/policy-lease.sh [--seconds 60] [--edges 3] [--tenants 100] [--budget 100] [--store memory|postgres://…] [--seed 1]
+# Usage: bench/policy-lease.sh [--seconds 60] [--edges 3] [--tenants 100] [--budget 100] [--shift 5] [--store memory|postgres://…] [--seed 1]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/lib.sh

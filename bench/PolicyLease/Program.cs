@@ -9,7 +9,7 @@
 //     (same budget and burst, seeing all demand at once) would have admitted: median and p95 of
 //     |error| as a fraction of the budget, and the worst second over budget.
 //
-// Usage: dotnet MProxy.Benchmarks.dll [--seconds 60] [--edges 3] [--tenants 100] [--budget 100] [--store memory|postgres://…] [--seed 1]
+// Usage: dotnet MProxy.Benchmarks.dll [--seconds 60] [--edges 3] [--tenants 100] [--budget 100] [--shift 5] [--store memory|postgres://…] [--seed 1]
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -74,7 +74,7 @@ static async Task<Result> RunAsync(Options options, Uri siloUri, Process silo)
         if (clock.Elapsed >= nextShuffle)
         {
             Reshuffle(random, demand, split, options);
-            nextShuffle += TimeSpan.FromSeconds(5);
+            nextShuffle += TimeSpan.FromSeconds(options.ShiftSeconds);
         }
         // Sync each edge's buckets with its leases, as the edge's QoS tick does.
         foreach (var edge in edges)
@@ -140,7 +140,7 @@ static async Task<Result> RunAsync(Options options, Uri siloUri, Process silo)
     return new Result(calls, cpu / seconds, errors[errors.Count / 2], errors[(int)(errors.Count * 0.95)], worstOver, totalAdmitted / totalIdeal, failures, latency, errors.Count);
 }
 
-// Every 5 s each tenant gets a new total demand (a third of them over budget, the rest under) and a
+// Every --shift seconds (default 5) each tenant gets a new total demand (a third of them over budget, the rest under) and a
 // new uneven split over the edges.
 static void Reshuffle(Random random, double[] demand, double[,] split, Options options)
 {
@@ -215,7 +215,7 @@ internal sealed record Result(double[] CallsPerSecond, double SiloCpuCores, doub
         Console.WriteLine($"| edges × tenants | exchanges/s per edge | mean exchange ms | silo CPU (cores) | budget error per tenant-second: median | p95 | worst second over budget | admitted ÷ ideal | failed exchanges |");
         Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"| {o.Edges} × {o.Tenants} ({o.Store.Split(':')[0]} store, {o.Seconds} s, {TenantSeconds} tenant-seconds) | {string.Join(" / ", CallsPerSecond.Select(c => c.ToString("F2", CultureInfo.InvariantCulture)))} | {ExchangeMs:F1} | {SiloCpuCores:F3} | {MedianError:P1} | {P95Error:P1} | {WorstOver:+0.0%;-0.0%} | {AdmittedOverIdeal:F3} | {Failures} |"));
+            $"| {o.Edges} × {o.Tenants} ({o.Store.Split(':')[0]} store, {o.Seconds} s, demand shifts every {o.ShiftSeconds} s, {TenantSeconds} tenant-seconds) | {string.Join(" / ", CallsPerSecond.Select(c => c.ToString("F2", CultureInfo.InvariantCulture)))} | {ExchangeMs:F1} | {SiloCpuCores:F3} | {MedianError:P1} | {P95Error:P1} | {WorstOver:+0.0%;-0.0%} | {AdmittedOverIdeal:F3} | {Failures} |"));
     }
 }
 
@@ -251,11 +251,11 @@ internal sealed class CountingTier(IPolicyTier inner) : IPolicyTier
     }
 }
 
-internal sealed record Options(int Seconds, int Edges, int Tenants, double Budget, string Store, int Seed)
+internal sealed record Options(int Seconds, int Edges, int Tenants, double Budget, string Store, int Seed, int ShiftSeconds)
 {
     public static Options Parse(string[] args)
     {
-        var o = new Options(60, 3, 100, 100, "memory", 1);
+        var o = new Options(60, 3, 100, 100, "memory", 1, 5);
         for (var i = 0; i + 1 < args.Length; i += 2)
         {
             o = args[i] switch
@@ -265,6 +265,7 @@ internal sealed record Options(int Seconds, int Edges, int Tenants, double Budge
                 "--tenants" => o with { Tenants = int.Parse(args[i + 1], CultureInfo.InvariantCulture) },
                 "--budget" => o with { Budget = double.Parse(args[i + 1], CultureInfo.InvariantCulture) },
                 "--store" => o with { Store = args[i + 1] },
+                "--shift" => o with { ShiftSeconds = int.Parse(args[i + 1], CultureInfo.InvariantCulture) },
                 "--seed" => o with { Seed = int.Parse(args[i + 1], CultureInfo.InvariantCulture) },
                 _ => throw new ArgumentException($"unknown option {args[i]}"),
             };
