@@ -16,6 +16,7 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
     private readonly ILogger _log;
     private volatile DatabaseConfig _database;
     private volatile IReadOnlyList<KeyValuePair<string, string>>? _welcome;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<long, PgServerConnection> _live = new();
 
     public PgPool(DatabaseConfig database, string serverUser, string? serverPassword, int maxMessageBytes, INetworkConnector connector, TimeProvider time, ILogger log)
     {
@@ -43,6 +44,9 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
     public PoolMode Mode => _database.Pool.Mode;
 
     public ServerPool<PgServerConnection> Connections { get; }
+
+    /// <summary>The pool's open server connections, leased or idle (for SHOW SERVERS).</summary>
+    public ICollection<PgServerConnection> Live => _live.Values;
 
     /// <summary>The distinct statements clients prepared on this pool, shared by every client that prepares the same text.</summary>
     public required PgStatementCatalog Catalog { get; init; }
@@ -89,6 +93,7 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
                 transport.Transport.Input, transport.Transport.Output, ServerUser, database.ServerDatabase, ServerPassword, MaxMessageBytes, linked.Token);
             var connection = new PgServerConnection(this, transport, startup, Endpoint, _time.GetTimestamp(), _log);
             connection.Start();
+            _live[connection.Id] = connection;
             _welcome ??= startup.Parameters;
             Backends?.Monitor.ReportConnectSuccess(BackendIndex);
             PgLog.ServerOpened(_log, connection.Id, Endpoint.ToString(), Name);
@@ -128,6 +133,7 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
     public void Close(PgServerConnection connection, string reason)
     {
         PgLog.ServerClosed(_log, connection.Id, reason);
+        _live.TryRemove(connection.Id, out _);
         _ = connection.CloseAsync().AsTask();
     }
 
