@@ -49,6 +49,8 @@ internal sealed class AdminConsole(
 
     private static readonly string[] StatsColumns = ["database", "tenant", "read", "write", "unknown", "to_primary", "to_replica", "bytes_to_client", "bytes_to_server"];
 
+    private static readonly string[] ReloadColumns = ["result", "generation", "message"];
+
     private static readonly Command[] Commands =
     [
         new("SHOW HELP", "this list", ["command", "description"], c => c.Help()),
@@ -62,7 +64,7 @@ internal sealed class AdminConsole(
         new("SHOW STATS", "queries and bytes per database and tenant", StatsColumns, c => c.Stats()),
         new("SHOW POLICY", "the policy tier connection", ["key", "value"], c => c.PolicyStatus()),
         new("SHOW VERSION", "mproxy's version", ["version"], c => c.Version()),
-        new("RELOAD", "reload the configuration file", [], c => c.Reload()),
+        new("RELOAD", "reload the configuration file (the old one stays in force when the new one is invalid)", ReloadColumns, c => c.Reload()),
     ];
 
     /// <summary>The columns a command answers with, without running it (Describe of a prepared statement); null for an unknown command.</summary>
@@ -287,7 +289,7 @@ internal sealed class AdminConsole(
         var outcome = reloader.Reload("admin console");
         if (!outcome.Applied)
             return AdminReply.Fail(AdminSqlState.ConfigFileError, outcome.Message);
-        return AdminReply.Of(new AdminResultSet([], [], "RELOAD")
+        return AdminReply.Of(new AdminResultSet(ReloadColumns, [["applied", N(outcome.Generation), outcome.Message]], "RELOAD")
         {
             Notices = [.. outcome.KeptUntilRestart.Select(key => $"mproxy: {key} changed; it takes effect only at restart")],
         });

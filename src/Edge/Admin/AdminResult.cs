@@ -2,7 +2,7 @@ namespace MProxy.Edge.Admin;
 
 /// <summary>
 /// One answer of the admin console, protocol-neutral: columns (all text) and rows, and the command
-/// tag a protocol adapter completes it with. A command without rows (RELOAD) has no columns.
+/// tag a protocol adapter completes it with. A command that only reports (RELOAD) answers one row.
 /// </summary>
 internal sealed record AdminResultSet(IReadOnlyList<string> Columns, IReadOnlyList<string?[]> Rows, string CommandTag)
 {

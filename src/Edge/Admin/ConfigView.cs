@@ -45,6 +45,7 @@ internal static class ConfigView
             var d = config.Databases[i];
             var key = $"databases[{i}]";
             Add($"{key}.name", d.Name);
+            Add($"{key}.protocol", d.Protocol == DatabaseProtocol.MySql ? "mysql" : "postgres");
             Add($"{key}.serverDatabase", d.ServerDatabase);
             Add($"{key}.primary", d.Primary);
             if (d.ServerUser is not null)

@@ -19,8 +19,13 @@ namespace MProxy.Edge.Hosting;
 /// <summary>Builds the edge process: Kestrel listeners, the protocol adapters, pools, the janitor, graceful shutdown.</summary>
 public static class EdgeHost
 {
-    /// <summary>The edge for <paramref name="config"/>; <paramref name="source"/> is the command line it came from, for reloads (null: no reload).</summary>
-    public static WebApplication Build(EdgeConfig config, LogLevel logLevel = LogLevel.Information, TimeProvider? time = null, CommandLineOverrides? source = null)
+    /// <summary>
+    /// The edge for <paramref name="config"/>; <paramref name="source"/> is the command line it came
+    /// from, for reloads (null: no reload); <paramref name="logs"/> receives the log events besides the
+    /// console.
+    /// </summary>
+    public static WebApplication Build(EdgeConfig config, LogLevel logLevel = LogLevel.Information, TimeProvider? time = null, CommandLineOverrides? source = null,
+        ILoggerProvider? logs = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -32,6 +37,8 @@ public static class EdgeHost
             o.TimestampFormat = "yyyy-MM-dd HH:mm:ss.fff ";
             o.UseUtcTimestamp = true;
         });
+        if (logs is not null)
+            builder.Logging.AddProvider(logs);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = config.ShutdownTimeout + TimeSpan.FromSeconds(5));
 
         var services = builder.Services;

@@ -71,7 +71,7 @@ internal sealed class EdgeMetrics
         m.CreateObservableGauge("mproxy.policy.degraded_tenants", () => _policy?.Status.DegradedTenants ?? 0, "{tenant}", "Tenants on a local-only share.");
         m.CreateObservableGauge("mproxy.policy.consecutive_failures", () => _policy?.Status.ConsecutiveFailures ?? 0, description: "Failed exchanges with the policy tier since the last success.");
         m.CreateObservableGauge("mproxy.policy.live_edges", () => _policy?.Status.LiveEdges ?? 1, "{edge}", "Live edges in the last membership view.");
-        m.CreateObservableGauge("mproxy.policy.lease", Leases, description: "Per tenant: 1 for the source of its allowance now (lease, local_share, unlimited).");
+        m.CreateObservableGauge("mproxy.policy.lease", Leases, description: "Per tenant: 1 for the source of its allowance now (lease, local_share, unlimited; configured: no lease yet, the group's budget).");
         m.CreateObservableGauge("mproxy.policy.allowance_ru_per_second", Allowances, description: "Per tenant: the RU/s this edge may spend now (lease or local share).");
     }
 
@@ -285,8 +285,12 @@ internal sealed class EdgeMetrics
         if (_policy is null || _qos is not { Config.Enabled: true } gate)
             yield break;
         foreach (var tenant in gate.GetTenants())
-            if (_policy.TryGetAllowance(tenant.Name, out var allowance))
-                yield return new(1, Tag("tenant", tenant.Name), Tag("source", SourceLabel(allowance.Source)));
+        {
+            // A tenant without an allowance (never leased: the policy tier has not answered for it
+            // yet) runs on its group's configured budget.
+            var source = _policy.TryGetAllowance(tenant.Name, out var allowance) ? SourceLabel(allowance.Source) : "configured";
+            yield return new(1, Tag("tenant", tenant.Name), Tag("source", source));
+        }
     }
 
     private IEnumerable<Measurement<double>> Allowances()

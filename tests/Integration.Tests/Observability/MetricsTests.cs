@@ -5,6 +5,7 @@ using MProxy.TestSupport;
 namespace MProxy.Integration.Tests.Observability;
 
 /// <summary>/metrics on the admin port after known traffic, through the edge to real PostgreSQL.</summary>
+[Collection(ObservedEdge.Collection)]
 public sealed class MetricsTests(PostgresFixture postgres) : IAsyncLifetime
 {
     private PostgresServer Server => postgres.Server;
@@ -45,8 +46,11 @@ public sealed class MetricsTests(PostgresFixture postgres) : IAsyncLifetime
             Assert.Equal('Z', (await client.ReadUntilReadyAsync())[^1].Code);
         }
 
+        // The connection goes back to the pool just after the client sees ReadyForQuery.
+        var registry = edge.Get<PgPoolRegistry>();
+        Assert.True(await ObservedEdge.EventuallyAsync(() => Task.FromResult(registry.All.Single().Connections.GetStats().Active == 0)));
         var (scrape, contentType) = await edge.ScrapeAsync();
-        var pool = edge.Get<PgPoolRegistry>().All.Single().Connections.GetStats();
+        var pool = registry.All.Single().Connections.GetStats();
         var account = edge.Get<QosGate>().GetTenants().Single(t => t.Name == "obs_tenant").Home;
 
         Assert.StartsWith("text/plain; version=0.0.4", contentType);
@@ -76,6 +80,8 @@ public sealed class MetricsTests(PostgresFixture postgres) : IAsyncLifetime
         Assert.Equal(1, scrape.Value("mproxy_clients_connected"));
         Assert.Equal(1, scrape.Value("mproxy_policy_state", ("state", "connected")) + scrape.Value("mproxy_policy_state", ("state", "starting")));
         Assert.Equal(0, scrape.Value("mproxy_policy_degraded"));
+        Assert.Equal(1, scrape.Value("mproxy_backend_up", ("database", "app"), ("role", "primary")));
+        Assert.Equal(0, scrape.Value("mproxy_backend_breaker_state", ("database", "app")));
         Assert.Equal(1, scrape.Value("mproxy_config_generation"));
     }
 
@@ -106,7 +112,7 @@ public sealed class MetricsTests(PostgresFixture postgres) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Scrape_WithoutQos_QueriesCountedUnderTheUserWithUnknownType()
+    public async Task Scrape_WithoutQos_QueriesCountedUnderTheUser()
     {
         await using var edge = await ObservedEdge.StartAsync(ObservedEdge.Users(Server));
         var (client, _) = await RawPgClient.LoginAsync(edge.Port, PostgresServer.AppUser, PostgresServer.AppDatabase, PostgresServer.Password);
@@ -119,7 +125,53 @@ public sealed class MetricsTests(PostgresFixture postgres) : IAsyncLifetime
 
         var (scrape, _) = await edge.ScrapeAsync();
 
-        Assert.Equal(4, scrape.Value("mproxy_queries_total", ("tenant", "app"), ("type", "unknown"), ("destination", "primary")));
+        Assert.Equal(4, scrape.Value("mproxy_queries_total", ("tenant", "app"), ("type", "read"), ("destination", "primary")));
         Assert.Empty(scrape.Samples("mproxy_tenant_ru_total"));
+    }
+
+    private static async Task OneQueryAsync(ObservedEdge edge)
+    {
+        var (client, _) = await RawPgClient.LoginAsync(edge.Port, "obs_tenant", PostgresServer.AppDatabase, PostgresServer.Password);
+        await using var _ = client;
+        await client.SendQueryAsync("SELECT 1");
+        Assert.DoesNotContain(await client.ReadUntilReadyAsync(), m => m.Code == 'E');
+    }
+
+    [Fact]
+    public async Task Scrape_EmbeddedPolicyTier_TenantRunsOnALease()
+    {
+        await using var edge = await ObservedEdge.StartAsync(Config());
+        await OneQueryAsync(edge);
+        Assert.True(await ObservedEdge.EventuallyAsync(async () =>
+            (await edge.ScrapeAsync()).Scrape.Samples("mproxy_policy_lease", ("tenant", "obs_tenant"), ("source", "lease")).Any(), TimeSpan.FromSeconds(30)));
+
+        var (scrape, _) = await edge.ScrapeAsync();
+
+        Assert.Equal(1, scrape.Value("mproxy_policy_lease", ("tenant", "obs_tenant"), ("source", "lease")));
+        Assert.Equal(0, scrape.Sum("mproxy_policy_lease", ("tenant", "obs_tenant"), ("source", "configured")));
+        Assert.Equal(0, scrape.Value("mproxy_policy_degraded"));
+        Assert.Equal(100000, scrape.Value("mproxy_policy_allowance_ru_per_second", ("tenant", "obs_tenant")));
+    }
+
+    [Fact]
+    public async Task Scrape_PolicyTierUnreachable_DegradedModeAndLocalShareReported()
+    {
+        var silo = FreePort.Next(); // nothing listens there
+        await using var edge = await ObservedEdge.StartAsync(Config() + $"""
+
+            policy:
+              silos: [ "http://127.0.0.1:{silo}" ]
+              callTimeoutMs: 500
+            """);
+        await OneQueryAsync(edge); // QoS does not wait for the policy tier
+        Assert.True(await ObservedEdge.EventuallyAsync(async () => (await edge.ScrapeAsync()).Scrape.Value("mproxy_policy_degraded") == 1, TimeSpan.FromSeconds(30)));
+
+        var (scrape, _) = await edge.ScrapeAsync();
+
+        Assert.Equal(1, scrape.Value("mproxy_policy_state", ("state", "degraded")));
+        Assert.Equal(0, scrape.Value("mproxy_policy_state", ("state", "connected")));
+        // Never leased: the tenant runs on its configured group budget.
+        Assert.Equal(1, scrape.Value("mproxy_policy_lease", ("tenant", "obs_tenant"), ("source", "configured")));
+        Assert.True(scrape.Value("mproxy_policy_consecutive_failures") >= 1);
     }
 }

@@ -15,6 +15,12 @@ namespace MProxy.Integration.Tests.Observability;
 /// </summary>
 internal sealed class ObservedEdge : IAsyncDisposable
 {
+    /// <summary>
+    /// The observability tests run one class at a time: a SIGHUP reaches every edge of the process
+    /// that was started from a file, and the trace tests listen to every edge's spans.
+    /// </summary>
+    public const string Collection = "Observability";
+
     public const string Admin = "ops";
     public const string AdminPassword = "ops-pw";
 
@@ -22,9 +28,12 @@ internal sealed class ObservedEdge : IAsyncDisposable
     private readonly HttpClient _http = new();
     private readonly List<NpgsqlDataSource> _sources = [];
 
-    private ObservedEdge(WebApplication app, string directory, string file, int port, int adminPort)
+    private readonly LogCapture _logs;
+
+    private ObservedEdge(WebApplication app, LogCapture logs, string directory, string file, int port, int adminPort)
     {
         _app = app;
+        _logs = logs;
         Directory = directory;
         ConfigFile = file;
         Port = port;
@@ -41,6 +50,9 @@ internal sealed class ObservedEdge : IAsyncDisposable
 
     public T Get<T>() where T : notnull => _app.Services.GetRequiredService<T>();
 
+    /// <summary>The edge's log events so far (Information and up).</summary>
+    public IReadOnlyList<CapturedLog> Logs() => _logs.Events;
+
     /// <summary>Writes <paramref name="body"/> (without a listen section) to a file and starts an edge from it.</summary>
     public static async Task<ObservedEdge> StartAsync(string body)
     {
@@ -50,9 +62,10 @@ internal sealed class ObservedEdge : IAsyncDisposable
         var adminPort = FreePort.Next();
         await File.WriteAllTextAsync(file, Listen(port, adminPort) + body);
         var overrides = new CommandLineOverrides { ConfigFile = file };
-        var app = EdgeHost.Build(ConfigLoader.Load(overrides), LogLevel.Warning, source: overrides);
+        var logs = new LogCapture();
+        var app = EdgeHost.Build(ConfigLoader.Load(overrides), LogLevel.Information, source: overrides, logs: logs);
         await app.StartAsync();
-        return new ObservedEdge(app, directory, file, port, adminPort);
+        return new ObservedEdge(app, logs, directory, file, port, adminPort);
     }
 
     private static string Listen(int port, int adminPort) => string.Create(CultureInfo.InvariantCulture, $"""
@@ -169,3 +182,6 @@ internal sealed class ObservedEdge : IAsyncDisposable
         }
     }
 }
+
+[CollectionDefinition(ObservedEdge.Collection)]
+public sealed class ObservabilityCollection;
