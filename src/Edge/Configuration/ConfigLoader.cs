@@ -163,6 +163,8 @@ public static class ConfigLoader
             ShutdownTimeout = Ms("shutdownTimeoutMs", raw.ShutdownTimeoutMs ?? 30_000, 0),
             Qos = MProxy.Edge.Qos.QosConfigValidator.Validate(raw.Qos),
             Policy = ValidatePolicy(raw.Policy),
+            Telemetry = MProxy.Edge.Telemetry.TelemetryConfigValidator.Validate(raw.Telemetry),
+            Reload = MProxy.Edge.Hosting.ReloadSettings.Validate(raw.Reload),
         };
     }
 

@@ -21,6 +21,12 @@ public sealed record EdgeConfig
     /// <summary>Where the policy tier is: silos, or embedded in this process (the default).</summary>
     public PolicySettings Policy { get; init; } = new();
 
+    /// <summary>Metrics, traces and their export (the <c>telemetry:</c> section).</summary>
+    public MProxy.Edge.Telemetry.TelemetryConfig Telemetry { get; init; } = new();
+
+    /// <summary>When the configuration is reloaded (the <c>reload:</c> section).</summary>
+    public MProxy.Edge.Hosting.ReloadSettings Reload { get; init; } = new();
+
     public UserConfig? FindUser(string name)
     {
         foreach (var user in Users)

@@ -16,6 +16,8 @@ internal sealed class RawConfig
     public int? ShutdownTimeoutMs { get; set; }
     public MProxy.Edge.Qos.RawQosConfig? Qos { get; set; }
     public RawPolicy? Policy { get; set; }
+    public MProxy.Edge.Telemetry.RawTelemetry? Telemetry { get; set; }
+    public MProxy.Edge.Hosting.RawReload? Reload { get; set; }
 }
 
 internal sealed class RawPolicy

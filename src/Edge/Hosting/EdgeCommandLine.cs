@@ -11,7 +11,7 @@ public static class EdgeCommandLine
     {
         var configFile = new Option<string?>("--config", "-c") { Description = "YAML configuration file (see README: Configuration)" };
         var listen = new Option<string?>("--listen") { Description = "PostgreSQL listen address, host:port (default 127.0.0.1:6432)" };
-        var adminListen = new Option<string?>("--admin-listen") { Description = "HTTP admin address for /healthz, host:port (default: off)" };
+        var adminListen = new Option<string?>("--admin-listen") { Description = "HTTP admin address for /healthz and /metrics, host:port (default: off)" };
         var primary = new Option<string?>("--primary") { Description = "postgres://user:password@host:port/database — serve this database, accept this user" };
         var poolSize = new Option<int?>("--pool-size") { Description = "server connections per pool (default 20)" };
         var poolMode = new Option<string?>("--pool-mode") { Description = "transaction (default) or session" };
@@ -25,18 +25,19 @@ public static class EdgeCommandLine
         root.SetAction(async (parse, cancellationToken) =>
         {
             EdgeConfig config;
+            var overrides = new CommandLineOverrides
+            {
+                ConfigFile = parse.GetValue(configFile),
+                Listen = parse.GetValue(listen),
+                AdminListen = parse.GetValue(adminListen),
+                Primary = parse.GetValue(primary),
+                PoolSize = parse.GetValue(poolSize),
+                PoolMode = parse.GetValue(poolMode),
+                AuthMethod = parse.GetValue(auth),
+            };
             try
             {
-                config = ConfigLoader.Load(new CommandLineOverrides
-                {
-                    ConfigFile = parse.GetValue(configFile),
-                    Listen = parse.GetValue(listen),
-                    AdminListen = parse.GetValue(adminListen),
-                    Primary = parse.GetValue(primary),
-                    PoolSize = parse.GetValue(poolSize),
-                    PoolMode = parse.GetValue(poolMode),
-                    AuthMethod = parse.GetValue(auth),
-                });
+                config = ConfigLoader.Load(overrides);
             }
             catch (ConfigException e)
             {
@@ -45,7 +46,7 @@ public static class EdgeCommandLine
             }
             try
             {
-                await using var app = EdgeHost.Build(config, parse.GetValue(logLevel));
+                await using var app = EdgeHost.Build(config, parse.GetValue(logLevel), source: overrides);
                 await app.RunAsync();
                 return 0;
             }

@@ -6,18 +6,26 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using MProxy.Edge.Admin;
 using MProxy.Edge.Configuration;
 using MProxy.Edge.Networking;
 using MProxy.Edge.Protocols.MySql;
 using MProxy.Edge.Protocols.Postgres;
 using MProxy.Edge.Sessions;
+using MProxy.Edge.Telemetry;
 
 namespace MProxy.Edge.Hosting;
 
 /// <summary>Builds the edge process: Kestrel listeners, the protocol adapters, pools, the janitor, graceful shutdown.</summary>
 public static class EdgeHost
 {
-    public static WebApplication Build(EdgeConfig config, LogLevel logLevel = LogLevel.Information, TimeProvider? time = null)
+    /// <summary>
+    /// The edge for <paramref name="config"/>; <paramref name="source"/> is the command line it came
+    /// from, for reloads (null: no reload); <paramref name="logs"/> receives the log events besides the
+    /// console.
+    /// </summary>
+    public static WebApplication Build(EdgeConfig config, LogLevel logLevel = LogLevel.Information, TimeProvider? time = null, CommandLineOverrides? source = null,
+        ILoggerProvider? logs = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -29,6 +37,8 @@ public static class EdgeHost
             o.TimestampFormat = "yyyy-MM-dd HH:mm:ss.fff ";
             o.UseUtcTimestamp = true;
         });
+        if (logs is not null)
+            builder.Logging.AddProvider(logs);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = config.ShutdownTimeout + TimeSpan.FromSeconds(5));
 
         var services = builder.Services;
@@ -44,6 +54,7 @@ public static class EdgeHost
         services.AddHostedService<Janitor>();
         services.AddHostedService<GracefulShutdown>();
         services.AddHostedService<BackendMonitors>();
+        AddObservability(services, config, source);
 
         // A proxy's work per read is short and never blocks: run it inline on the socket's I/O
         // thread instead of hopping to the thread pool at every pipe (both directions, both sides).
@@ -65,7 +76,24 @@ public static class EdgeHost
 
         var app = builder.Build();
         app.MapGet("/healthz", (ClientRegistry clients) => clients.ShuttingDown ? Results.StatusCode(503) : Results.Text("ok\n"));
+        if (config.Telemetry.Metrics)
+            app.MapGet("/metrics", (PrometheusExporter exporter) => Results.Text(exporter.Scrape(), PrometheusExporter.ContentType));
         return app;
+    }
+
+    /// <summary>Metrics, traces, the admin console and configuration reload.</summary>
+    private static void AddObservability(IServiceCollection services, EdgeConfig config, CommandLineOverrides? source)
+    {
+        services.AddSingleton(sp => new EdgeTelemetry(config.Telemetry, sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<IEdgeInventory, PgInventory>();
+        services.AddSingleton<EdgeMetrics>();
+        services.AddSingleton(sp => new PrometheusExporter(sp.GetRequiredService<EdgeTelemetry>().Meter));
+        services.AddSingleton<IPeriodicTask, TelemetryTick>();
+        services.AddHostedService<TelemetryHost>();
+        services.AddSingleton(new ReloadSource(source));
+        services.AddSingleton<ConfigReloader>();
+        services.AddHostedService<ReloadTriggers>();
+        services.AddSingleton<AdminConsole>();
     }
 
     /// <summary>Starts the health monitors of databases with backends when the edge starts, so routing knows the topology before the first client.</summary>

@@ -69,6 +69,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
     private bool _unitOpen;                   // long data sent for an execution still to come
     private string? _refusedLongData;         // the refusal of that long data, answered at the execution
     private long _bytesToServer;
+    private MProxy.Edge.Telemetry.UnitTelemetry? _telemetry;  // null when telemetry is off
     private PendingChangeUser? _changeUser;
     private SequencePosition _consumed;
 
@@ -152,6 +153,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
             _state = MySqlClientState.Closed;
             _server?.DetachClient(this);
             _qos?.Dispose();
+            _telemetry?.Dispose();
             if (registered)
                 _edge.Clients.Unregister(this);
             MySqlLog.ClientDisconnected(_edge.Log, ClientId);
@@ -198,6 +200,8 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
         _qos = null;
         if (_edge.Qos is { Config.Enabled: true } gate)
             _qos = gate.OpenSession(gate.ResolveTenant(new TenantIdentity(user, Database, null)), this);
+        _telemetry?.Dispose();
+        _telemetry = _edge.Telemetry?.OpenSession("mysql", Database, _qos?.Tenant.Name ?? user);
         if (!_pool.HasConnected)
         {
             // No server connection has been opened yet: open one now, so that a bad server login shows at connect.
@@ -852,6 +856,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
         {
             lock (_unitLock)
                 _unit++;
+            BeginTelemetry(fingerprint, isWrite, hints);
             try
             {
                 admission = await _qos.AdmitAsync(hints, fingerprint, isWrite ? RuKind.Write : RuKind.Read, inTransaction: attached, CancellationToken.None);
@@ -869,6 +874,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
         else
         {
             _unit++;
+            BeginTelemetry(fingerprint, isWrite, hints);
         }
 
         if (!attached)
@@ -881,6 +887,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
                     Refuse(MySqlError.ForSqlState(slot.Rejection.SqlState), Tagged(slot.Rejection), sequence, attached: false, refusal);
                     return false;
                 }
+                _telemetry?.SlotGranted(_pool.Scheduler!.Name, admission.Priority, slot.Waited);
             }
             try
             {
@@ -896,7 +903,17 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
             }
         }
         _qos?.Start(_edge.Qos!.Config.WeightsFor(Database));
+        _telemetry?.Sent(primary: true, _pool!.Database.Primary);
         return true;
+    }
+
+    /// <summary>The unit's telemetry starts (a command without statement facts, like COM_PING, counts as unknown).</summary>
+    private void BeginTelemetry(ulong fingerprint, bool isWrite, QueryHints hints)
+    {
+        if (_telemetry is null)
+            return;
+        var info = new StatementInfo { Access = isWrite ? StatementAccess.Write : StatementAccess.Read, Fingerprint = fingerprint, Hints = hints };
+        _telemetry.Begin(_unit, info, classified: fingerprint != 0);
     }
 
     private static string Tagged(in QosRejection rejection) => rejection.FormatMessage() + " [" + rejection.SqlState + "]";
@@ -904,6 +921,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
     /// <summary>Answers a refused command with an ERR; while a server is attached the answer goes through its queue, after what is in flight.</summary>
     private void Refuse(MySqlError error, string message, byte sequence, bool attached, Action<string>? refusal)
     {
+        _telemetry?.Refused(error.SqlState);
         if (refusal is not null)
         {
             refusal(message);
@@ -982,6 +1000,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
             if (_bytesToServer > 0)
             {
                 _qos?.AddBytes(0, _bytesToServer);
+                _telemetry?.AddBytes(0, _bytesToServer);
                 _bytesToServer = 0;
             }
             await server.Output.FlushAsync();
@@ -1039,16 +1058,23 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
     public void OnResponses(long bytes, int completedUnit)
     {
         var qos = _qos;
-        if (qos is null)
+        var telemetry = _telemetry;
+        if (qos is null && telemetry is null)
             return;
         if (bytes > 0)
-            qos.AddBytes(bytes, 0);
+        {
+            qos?.AddBytes(bytes, 0);
+            telemetry?.AddBytes(bytes, 0);
+        }
         if (completedUnit == 0)
             return;
         lock (_unitLock)
         {
             if (completedUnit == _unit)
-                qos.Complete();
+            {
+                var ru = qos?.Complete().Ru ?? 0;
+                telemetry?.Complete(completedUnit, ru);
+            }
         }
     }
 

@@ -12,8 +12,12 @@ internal sealed class MySqlEdgeContext(
     MySqlPoolRegistry pools,
     TimeProvider time,
     ILoggerFactory loggers,
-    MProxy.Edge.Qos.QosGate? qos = null)
+    MProxy.Edge.Qos.QosGate? qos = null,
+    MProxy.Edge.Telemetry.EdgeTelemetry? telemetry = null)
 {
+    /// <summary>The edge's instruments; null when telemetry is not set up (unit tests).</summary>
+    public MProxy.Edge.Telemetry.EdgeTelemetry? Telemetry { get; } = telemetry;
+
     /// <summary>The QoS gate; its configuration says whether QoS is on.</summary>
     public MProxy.Edge.Qos.QosGate? Qos { get; } = qos;
 

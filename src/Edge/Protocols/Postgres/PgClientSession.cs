@@ -27,7 +27,7 @@ internal enum PgClientState
 /// client's messages and forwards them to a server connection leased from its pool (per
 /// transaction in transaction mode, for the whole session in session mode).
 /// </summary>
-internal sealed class PgClientSession : IClientSession, IRunawayTarget
+internal sealed class PgClientSession : IClientSession, IRunawayTarget, MProxy.Edge.Admin.IDescribedClient
 {
     private readonly PgEdgeContext _edge;
     private readonly ConnectionContext _connection;
@@ -62,6 +62,10 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
     private PgPool? _balanced;                         // the pool whose host counts this client's transaction as in flight
     private long _balancedSince;
     private bool _unitClassified;
+    private MProxy.Edge.Telemetry.UnitTelemetry? _telemetry;  // null when telemetry is off
+    private MProxy.Abstractions.Priority _unitPriority;
+    private bool _admin;                                        // logged in to the admin console
+    private readonly DateTimeOffset _connectedAt;
 
     public PgClientSession(PgEdgeContext edge, ConnectionContext connection)
     {
@@ -70,6 +74,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
         _input = connection.Transport.Input;
         _output = connection.Transport.Output;
         (ProcessId, SecretKey) = edge.Clients.NewKey();
+        _connectedAt = edge.Time.GetUtcNow();
     }
 
     public int ProcessId { get; }
@@ -122,7 +127,10 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
                 await LoginAsync(config, startup, remote, loginTimeout.Token);
             }
             _state = PgClientState.Ready;
-            await QueryLoopAsync();
+            if (_admin)
+                await new PgAdminSession(_edge.Admin!, _input, _output, new(ProcessId, User), _maxMessageBytes, () => _shutdownRequested).RunAsync();
+            else
+                await QueryLoopAsync();
         }
         catch (PgProtocolException e)
         {
@@ -147,6 +155,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
             _server?.DetachClient(this);
             EndBalanced();
             _qos?.Dispose();
+            _telemetry?.Dispose();
             if (registered)
                 _edge.Clients.Unregister(this);
             PgLog.ClientDisconnected(_edge.Log, ProcessId);
@@ -174,6 +183,21 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
             throw;
         }
 
+        if (Database == MProxy.Edge.Admin.AdminConsole.DatabaseName)
+        {
+            if (userConfig is not { Admin: true } || _edge.Admin is null)
+            {
+                MProxy.Edge.Admin.AdminLog.Refused(_edge.Log, user, remote);
+                throw new PgErrorException(PgSqlState.InsufficientPrivilege,
+                    $"mproxy: user \"{user}\" may not use the admin console (database \"mproxy\" is for users with admin: true)", fatal: true);
+            }
+            _admin = true;
+            parameters.TryGetValue("application_name", out var adminApplication);
+            PgAdminSession.WriteWelcome(_output, ProcessId, SecretKey, adminApplication);
+            await _output.FlushAsync(cancellationToken);
+            MProxy.Edge.Admin.AdminLog.Connected(_edge.Log, ProcessId, user, remote);
+            return;
+        }
         var databaseConfig = config.FindDatabase(Database) is { Protocol: DatabaseProtocol.Postgres } found
             ? found
             : throw new PgErrorException(PgSqlState.InvalidCatalogName, $"mproxy: database \"{Database}\" does not exist", fatal: true);
@@ -191,6 +215,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
             var applicationName = Tracked[PgTrackedParameters.IndexOf("application_name")];
             _qos = gate.OpenSession(gate.ResolveTenant(new TenantIdentity(user, Database, applicationName)), this);
         }
+        _telemetry = _edge.Telemetry?.OpenSession(PgInventory.Protocol, Database, _qos?.Tenant.Name ?? user);
         var welcome = _pool.Welcome;
         if (welcome is null)
         {
@@ -493,6 +518,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
         QosAdmission admission = default;
         lock (_unitLock)
             _unit++;
+        _telemetry?.Begin(_unit, info, classified: _qos is not null || backends is not null);
         if (_qos is not null)
         {
             try
@@ -508,6 +534,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
                 Refuse(kind, admission.Rejection.SqlState, admission.Rejection.FormatMessage(), attached);
                 return false;
             }
+            _unitPriority = admission.Priority;
         }
 
         if (!attached)
@@ -520,6 +547,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
         }
 
         var server = _writing!;
+        _telemetry?.Sent(server.IsPrimaryConnection, server.Endpoint);
         // Read-your-writes: after a unit that writes on the primary outside a transaction block (or
         // ends one), the edge learns a WAL position taken after it, so that this client's later
         // reads go only to replicas that have replayed it.
@@ -596,6 +624,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
                     Refuse(kind, slot.Rejection.SqlState, slot.Rejection.FormatMessage(), attached: false);
                     return false;
                 }
+                _telemetry?.SlotGranted(pool.Scheduler!.Name, _unitPriority, slot.Waited);
             }
             try
             {
@@ -643,6 +672,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
     private void Refuse(PgRequestKind kind, string sqlState, string message, bool attached)
     {
         var simple = kind is PgRequestKind.Query or PgRequestKind.FunctionCall;
+        _telemetry?.Refused(sqlState);
         if (attached && _writing is not null)
         {
             var error = new ArrayBufferWriter<byte>();
@@ -774,6 +804,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
             if (_bytesToServer > 0)
             {
                 _qos?.AddBytes(0, _bytesToServer);
+                _telemetry?.AddBytes(0, _bytesToServer);
                 _bytesToServer = 0;
             }
             await server.Output.FlushAsync();
@@ -1210,17 +1241,24 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
     public void OnResponses(long bytes, int completedUnit)
     {
         var qos = _qos;
-        if (qos is null)
+        var telemetry = _telemetry;
+        if (qos is null && telemetry is null)
             return;
         if (bytes > 0)
-            qos.AddBytes(bytes, 0);
+        {
+            qos?.AddBytes(bytes, 0);
+            telemetry?.AddBytes(bytes, 0);
+        }
         if (completedUnit == 0)
             return;
         lock (_unitLock)
         {
             // A later unit may already be admitted (pipelining); it completed this one then.
             if (completedUnit == _unit)
-                qos.Complete();
+            {
+                var ru = qos?.Complete().Ru ?? 0;
+                telemetry?.Complete(completedUnit, ru);
+            }
         }
     }
 
@@ -1281,6 +1319,21 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget
     }
 
     // ------------------------------------------------------------------ registry
+
+    /// <summary>This client as SHOW CLIENTS shows it.</summary>
+    public MProxy.Edge.Admin.ClientView Describe()
+    {
+        var server = _server;
+        var attached = server is not null && server.IsAttachedTo(this);
+        var state = _state switch
+        {
+            PgClientState.Startup => "login",
+            PgClientState.Ready => _admin ? "admin" : attached ? "active" : "idle",
+            _ => "closing",
+        };
+        return new(ProcessId, PgInventory.Protocol, User, Database, _qos?.Tenant.Name, Tracked[PgTrackedParameters.IndexOf("application_name")],
+            state, _connection.RemoteEndPoint?.ToString(), _connectedAt, attached ? server!.Id : null);
+    }
 
     public void RequestShutdown()
     {

@@ -13,8 +13,16 @@ internal sealed class PgEdgeContext(
     INetworkConnector connector,
     TimeProvider time,
     ILoggerFactory loggers,
-    MProxy.Edge.Qos.QosGate? qos = null)
+    MProxy.Edge.Qos.QosGate? qos = null,
+    MProxy.Edge.Telemetry.EdgeTelemetry? telemetry = null,
+    MProxy.Edge.Admin.AdminConsole? admin = null)
 {
+    /// <summary>Metrics and traces of request units (null: not recorded).</summary>
+    public MProxy.Edge.Telemetry.EdgeTelemetry? Telemetry { get; } = telemetry;
+
+    /// <summary>The admin console behind the virtual database <c>mproxy</c> (null: refused).</summary>
+    public MProxy.Edge.Admin.AdminConsole? Admin { get; } = admin;
+
     /// <summary>The QoS gate; its configuration says whether QoS is on.</summary>
     public MProxy.Edge.Qos.QosGate? Qos { get; } = qos;
 

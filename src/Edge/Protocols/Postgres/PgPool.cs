@@ -17,6 +17,7 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
     private volatile DatabaseConfig _database;
     private volatile IReadOnlyList<KeyValuePair<string, string>>? _welcome;
     private int? _slotLimit; // set by the janitor's capacity sync only
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<long, PgServerConnection> _live = new();
 
     public PgPool(DatabaseConfig database, string serverUser, string? serverPassword, int maxMessageBytes, INetworkConnector connector, TimeProvider time, ILogger log)
     {
@@ -44,6 +45,9 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
     public PoolMode Mode => _database.Pool.Mode;
 
     public ServerPool<PgServerConnection> Connections { get; }
+
+    /// <summary>The pool's open server connections, leased or idle (for SHOW SERVERS).</summary>
+    public ICollection<PgServerConnection> Live => _live.Values;
 
     /// <summary>The distinct statements clients prepared on this pool, shared by every client that prepares the same text.</summary>
     public required PgStatementCatalog Catalog { get; init; }
@@ -112,6 +116,7 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
                 transport.Transport.Input, transport.Transport.Output, ServerUser, database.ServerDatabase, ServerPassword, MaxMessageBytes, linked.Token);
             var connection = new PgServerConnection(this, transport, startup, Endpoint, _time.GetTimestamp(), _log);
             connection.Start();
+            _live[connection.Id] = connection;
             _welcome ??= startup.Parameters;
             Backends?.Monitor.ReportConnectSuccess(BackendIndex);
             PgLog.ServerOpened(_log, connection.Id, Endpoint.ToString(), Name);
@@ -151,6 +156,7 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
     public void Close(PgServerConnection connection, string reason)
     {
         PgLog.ServerClosed(_log, connection.Id, reason);
+        _live.TryRemove(connection.Id, out _);
         _ = connection.CloseAsync().AsTask();
     }
 

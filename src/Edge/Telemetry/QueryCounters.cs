@@ -1,0 +1,78 @@
+using System.Collections.Concurrent;
+
+namespace MProxy.Edge.Telemetry;
+
+/// <summary>The type label of a request unit: what the classifier made of it.</summary>
+internal enum UnitType
+{
+    /// <summary>Not classified: the edge classifies only with QoS or routing on.</summary>
+    Unknown = 0,
+    Read = 1,
+    Write = 2,
+}
+
+/// <summary>
+/// Query and byte counters of one (database, tenant): resolved once per client session, then bumped
+/// with one interlocked add per request unit or batch.
+/// </summary>
+internal sealed class QueryCell(string database, string tenant)
+{
+    private readonly long[] _queries = new long[6];
+    private long _bytesToClient;
+    private long _bytesToServer;
+
+    public string Database { get; } = database;
+
+    public string Tenant { get; } = tenant;
+
+    public long BytesToClient => Volatile.Read(ref _bytesToClient);
+
+    public long BytesToServer => Volatile.Read(ref _bytesToServer);
+
+    public long Queries(UnitType type, bool replica) => Volatile.Read(ref _queries[Index(type, replica)]);
+
+    public void CountQuery(UnitType type, bool replica) => Interlocked.Increment(ref _queries[Index(type, replica)]);
+
+    public void AddBytes(long toClient, long toServer)
+    {
+        if (toClient != 0)
+            Interlocked.Add(ref _bytesToClient, toClient);
+        if (toServer != 0)
+            Interlocked.Add(ref _bytesToServer, toServer);
+    }
+
+    private static int Index(UnitType type, bool replica) => ((int)type * 2) + (replica ? 1 : 0);
+}
+
+/// <summary>
+/// Every <see cref="QueryCell"/>, keyed by (database, tenant). Tenants are bounded by QoS
+/// (<c>qos.maxTenants</c>) and databases by the configuration; past <see cref="MaxCells"/> new
+/// pairs share one overflow cell, so the label set cannot grow without bound.
+/// </summary>
+internal sealed class QueryCounters
+{
+    public const int MaxCells = 20_000;
+    public const string OverflowTenant = "(overflow)";
+
+    private readonly ConcurrentDictionary<(string Database, string Tenant), QueryCell> _cells = new();
+    private readonly QueryCell _overflow = new("(overflow)", OverflowTenant);
+
+    public QueryCell CellFor(string database, string tenant)
+    {
+        if (_cells.TryGetValue((database, tenant), out var cell))
+            return cell;
+        if (_cells.Count >= MaxCells)
+            return _overflow;
+        return _cells.GetOrAdd((database, tenant), static key => new QueryCell(key.Database, key.Tenant));
+    }
+
+    /// <summary>Every cell (a snapshot), the overflow cell last when it was used.</summary>
+    public List<QueryCell> Snapshot()
+    {
+        var cells = new List<QueryCell>(_cells.Values);
+        if (_overflow.Queries(UnitType.Unknown, false) + _overflow.Queries(UnitType.Read, false) + _overflow.Queries(UnitType.Write, false)
+            + _overflow.Queries(UnitType.Unknown, true) + _overflow.Queries(UnitType.Read, true) + _overflow.Queries(UnitType.Write, true) > 0)
+            cells.Add(_overflow);
+        return cells;
+    }
+}

@@ -1,0 +1,118 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using MProxy.Edge.Telemetry;
+using MProxy.TestSupport;
+
+namespace MProxy.Edge.Tests.Telemetry;
+
+public sealed class PrometheusExporterTests : IDisposable
+{
+    private readonly Meter _meter = new("MProxy.Edge");
+    private readonly PrometheusExporter _exporter;
+
+    public PrometheusExporterTests() => _exporter = new PrometheusExporter(_meter);
+
+    public void Dispose()
+    {
+        _exporter.Dispose();
+        _meter.Dispose();
+    }
+
+    [Fact]
+    public void Scrape_HistogramRecordings_CumulativeBucketsSumAndCount()
+    {
+        var histogram = _meter.CreateHistogram("mproxy.test.duration", "s", "Test latency.", null,
+            new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.1, 1] });
+        foreach (var seconds in new[] { 0.005, 0.01, 0.05, 0.5, 5 })
+            histogram.Record(seconds, new TagList { { "database", "app" }, { "type", "read" } });
+        histogram.Record(0.2, new TagList { { "database", "other" }, { "type", "write" } });
+
+        var scrape = PrometheusScrape.Parse(_exporter.Scrape());
+
+        var family = scrape.Families["mproxy_test_duration_seconds"];
+        Assert.Equal("histogram", family.Type);
+        Assert.Equal("Test latency.", family.Help);
+        (string, string)[] app = [("database", "app"), ("type", "read")];
+        Assert.Equal(2, scrape.Value("mproxy_test_duration_seconds_bucket", [.. app, ("le", "0.01")]));  // 0.005 and 0.01 (le is inclusive)
+        Assert.Equal(3, scrape.Value("mproxy_test_duration_seconds_bucket", [.. app, ("le", "0.1")]));
+        Assert.Equal(4, scrape.Value("mproxy_test_duration_seconds_bucket", [.. app, ("le", "1")]));
+        Assert.Equal(5, scrape.Value("mproxy_test_duration_seconds_bucket", [.. app, ("le", "+Inf")]));
+        Assert.Equal(5, scrape.Value("mproxy_test_duration_seconds_count", app));
+        Assert.Equal(5.565, scrape.Value("mproxy_test_duration_seconds_sum", app), 9);
+        Assert.Equal(1, scrape.Value("mproxy_test_duration_seconds_count", ("database", "other")));
+    }
+
+    [Fact]
+    public void Scrape_ObservableInstruments_ReadAtScrapeTime()
+    {
+        long queries = 3;
+        _meter.CreateObservableCounter("mproxy.test.queries", () => new Measurement<long>(queries, new KeyValuePair<string, object?>("tenant", "t1")), "{query}", "Queries.");
+        _meter.CreateObservableGauge("mproxy.test.lag", () => 1.5, "s");
+
+        var first = PrometheusScrape.Parse(_exporter.Scrape());
+        queries = 10;
+        var second = PrometheusScrape.Parse(_exporter.Scrape());
+
+        Assert.Equal("counter", first.Families["mproxy_test_queries_total"].Type);
+        Assert.Equal(3, first.Value("mproxy_test_queries_total", ("tenant", "t1")));
+        Assert.Equal(10, second.Value("mproxy_test_queries_total", ("tenant", "t1")));
+        Assert.Equal("gauge", second.Families["mproxy_test_lag_seconds"].Type);
+        Assert.Equal(1.5, second.Value("mproxy_test_lag_seconds"));
+    }
+
+    [Fact]
+    public void Scrape_LabelValuesWithQuotesBackslashesAndNewlines_EscapedAndParsedBack()
+    {
+        const string tenant = "we\"ird\\ten\nant";
+        _meter.CreateObservableGauge("mproxy.test.odd", () => new Measurement<int>(7, new KeyValuePair<string, object?>("tenant", tenant)),
+            description: "Help with a back\\slash\nand a new line.");
+
+        var text = _exporter.Scrape();
+        var scrape = PrometheusScrape.Parse(text);
+
+        Assert.Contains("tenant=\"we\\\"ird\\\\ten\\nant\"", text);
+        Assert.Equal(7, scrape.Value("mproxy_test_odd", ("tenant", tenant)));
+        Assert.Equal("Help with a back\\slash\nand a new line.", scrape.Families["mproxy_test_odd"].Help);
+    }
+
+    [Fact]
+    public void Scrape_InstrumentsOfAnotherMeterWithTheSameName_NotIncluded()
+    {
+        using var other = new Meter("MProxy.Edge");
+        other.CreateObservableGauge("mproxy.test.foreign", () => 1);
+        _meter.CreateObservableGauge("mproxy.test.own", () => 2);
+
+        var scrape = PrometheusScrape.Parse(_exporter.Scrape());
+
+        Assert.True(scrape.Families.ContainsKey("mproxy_test_own"));
+        Assert.False(scrape.Families.ContainsKey("mproxy_test_foreign"));
+    }
+
+    [Fact]
+    public void Scrape_SpecialValues_RenderedAsPrometheusSpellsThem()
+    {
+        _meter.CreateObservableGauge("mproxy.test.special", () => new[]
+        {
+            new Measurement<double>(double.PositiveInfinity, new KeyValuePair<string, object?>("v", "inf")),
+            new Measurement<double>(double.NaN, new KeyValuePair<string, object?>("v", "nan")),
+            new Measurement<double>(1e-7, new KeyValuePair<string, object?>("v", "tiny")),
+        });
+
+        var text = _exporter.Scrape();
+        var scrape = PrometheusScrape.Parse(text);
+
+        Assert.Contains("mproxy_test_special{v=\"inf\"} +Inf", text);
+        Assert.True(double.IsNaN(scrape.Value("mproxy_test_special", ("v", "nan"))));
+        Assert.Equal(1e-7, scrape.Value("mproxy_test_special", ("v", "tiny")));
+    }
+
+    [Theory]
+    [InlineData("mproxy.queries", "{query}", true, "mproxy_queries_total")]
+    [InlineData("mproxy.query.duration", "s", false, "mproxy_query_duration_seconds")]
+    [InlineData("mproxy.replica.lag_seconds", "s", false, "mproxy_replica_lag_seconds")]
+    [InlineData("mproxy.relayed", "By", true, "mproxy_relayed_bytes_total")]
+    [InlineData("mproxy.tenant.ru", "RU", true, "mproxy_tenant_ru_total")]
+    [InlineData("weird-name.x", null, false, "weird_name_x")]
+    public void MetricName_UnitsAndCounters_FollowPrometheusConventions(string instrument, string? unit, bool counter, string expected) =>
+        Assert.Equal(expected, PrometheusText.MetricName(instrument, unit, counter));
+}
