@@ -74,7 +74,12 @@ internal static class PrometheusText
     }
 
     /// <summary>Label values escape backslash, double quote and line feed.</summary>
-    public static void AppendLabelValue(StringBuilder text, string value)
+    public static void AppendLabelValue(StringBuilder text, string value) => AppendEscaped(text, value, escapeQuote: true);
+
+    /// <summary>HELP text escapes backslash and line feed.</summary>
+    public static void AppendHelp(StringBuilder text, string help) => AppendEscaped(text, help, escapeQuote: false);
+
+    private static void AppendEscaped(StringBuilder text, string value, bool escapeQuote)
     {
         foreach (var c in value)
         {
@@ -83,28 +88,8 @@ internal static class PrometheusText
                 case '\\':
                     text.Append("\\\\");
                     break;
-                case '"':
+                case '"' when escapeQuote:
                     text.Append("\\\"");
-                    break;
-                case '\n':
-                    text.Append("\\n");
-                    break;
-                default:
-                    text.Append(c);
-                    break;
-            }
-        }
-    }
-
-    /// <summary>HELP text escapes backslash and line feed.</summary>
-    public static void AppendHelp(StringBuilder text, string help)
-    {
-        foreach (var c in help)
-        {
-            switch (c)
-            {
-                case '\\':
-                    text.Append("\\\\");
                     break;
                 case '\n':
                     text.Append("\\n");
