@@ -50,6 +50,7 @@ Connect:    psql "postgresql://app:app@127.0.0.1:$listen_port/app"
 Try:        pgbench -i -h 127.0.0.1 -p $listen_port -U app app   (password: app)
             pgbench -c 50 -j 2 -T 10 -S -h 127.0.0.1 -p $listen_port -U app app
 Health:     curl http://127.0.0.1:$admin_port/healthz
+Metrics:    curl http://127.0.0.1:$admin_port/metrics   (Prometheus text)
 Stop:       Ctrl-C (the throwaway PostgreSQL is removed)
 
 MSG
