@@ -51,7 +51,7 @@ static async Task<Result> RunAsync(Options options, Uri siloUri, Process silo)
         edges.Add(new Edge(tier, client, buckets, new long[tenants.Length]));
         await client.StartAsync(CancellationToken.None);
     }
-    var ideal = tenants.Select(_ => new RuBucket(new RuBucketSettings(options.Budget, options.Budget, 0), TimeProvider.System)).ToArray();
+    var ideal = tenants.Select(_ => new RuBucket(new RuBucketSettings(options.Budget, options.Budget, options.Budget), TimeProvider.System)).ToArray();
 
     var random = new Random(options.Seed);
     var demand = new double[tenants.Length];          // RU/s over all edges
