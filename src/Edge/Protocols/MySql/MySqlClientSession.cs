@@ -4,6 +4,7 @@ using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
 using MProxy.Abstractions.ResourceUnits;
 using MProxy.Edge.Configuration;
+using MProxy.Edge.Networking;
 using MProxy.Edge.Pooling;
 using MProxy.Edge.Qos;
 using MProxy.Edge.Routing;
@@ -1047,8 +1048,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
 
     private void CopyToServer(MySqlServerConnection server, in ReadOnlySequence<byte> bytes)
     {
-        foreach (var segment in bytes)
-            server.Output.Write(segment.Span);
+        server.Output.WriteSequence(bytes);
         _bytesToServer += bytes.Length;
     }
 

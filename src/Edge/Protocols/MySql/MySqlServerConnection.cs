@@ -3,6 +3,7 @@ using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using MProxy.Edge.Configuration;
+using MProxy.Edge.Networking;
 using MProxy.Edge.Pooling;
 
 namespace MProxy.Edge.Protocols.MySql;
@@ -359,7 +360,7 @@ internal sealed class MySqlServerConnection : IPooledConnection
             var take = Math.Min(_bodyRemaining, cursor.Length);
             if (_bodyForward && output is not null)
             {
-                Copy(output, cursor.Slice(0, take));
+                output.WriteSequence(cursor.Slice(0, take));
                 _forwardedBytes += take;
                 wrote = true;
             }
@@ -600,7 +601,7 @@ internal sealed class MySqlServerConnection : IPooledConnection
 
     private void FlushRun(PipeWriter output, in ReadOnlySequence<byte> run, ref bool wrote)
     {
-        Copy(output, run);
+        output.WriteSequence(run);
         _forwardedBytes += run.Length;
         wrote = true;
     }
@@ -667,11 +668,5 @@ internal sealed class MySqlServerConnection : IPooledConnection
         {
             // already closed
         }
-    }
-
-    private static void Copy(PipeWriter output, in ReadOnlySequence<byte> bytes)
-    {
-        foreach (var segment in bytes)
-            output.Write(segment.Span);
     }
 }

@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Connections;
 using MProxy.Abstractions.ResourceUnits;
 using MProxy.Edge.Backends;
 using MProxy.Edge.Configuration;
+using MProxy.Edge.Networking;
 using MProxy.Edge.Pooling;
 using MProxy.Edge.Qos;
 using MProxy.Edge.Routing;
@@ -830,8 +831,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget, MProxy.E
 
     private void CopyToServer(PgServerConnection server, in ReadOnlySequence<byte> bytes)
     {
-        foreach (var segment in bytes)
-            server.Output.Write(segment.Span);
+        server.Output.WriteSequence(bytes);
         _bytesToServer += bytes.Length;
     }
 

@@ -16,7 +16,8 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
     private readonly ILogger _log;
     private volatile DatabaseConfig _database;
     private volatile IReadOnlyList<KeyValuePair<string, string>>? _welcome;
-    private int? _slotLimit; // set by the janitor's capacity sync only
+    private const int NoSlotLimit = int.MaxValue;
+    private volatile int _slotLimit = NoSlotLimit; // written by the janitor's capacity sync, read by reloads too
     private readonly System.Collections.Concurrent.ConcurrentDictionary<long, PgServerConnection> _live = new();
 
     public PgPool(DatabaseConfig database, string serverUser, string? serverPassword, int maxMessageBytes, INetworkConnector connector, TimeProvider time, ILogger log)
@@ -85,16 +86,18 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
     /// </summary>
     public void LimitSlots(int? slots)
     {
-        if (slots == _slotLimit)
+        var limit = slots ?? NoSlotLimit;
+        if (limit == _slotLimit)
             return;
-        _slotLimit = slots;
+        _slotLimit = limit;
         Connections.Reconfigure(EffectiveSettings());
     }
 
     private PoolSettings EffectiveSettings()
     {
         var settings = ToSettings(_database.Pool);
-        if (_slotLimit is not { } limit || limit >= settings.Size)
+        var limit = _slotLimit;
+        if (limit >= settings.Size)
             return settings;
         var size = Math.Max(1, limit);
         return settings with { Size = size, MinSize = Math.Min(settings.MinSize, size) };
