@@ -72,14 +72,20 @@ dotnet build "$root/src/Edge/MProxy.Edge.csproj" -c Release -v quiet -nologo >/d
 dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.1:$mproxy_port" \
   --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" --pool-size "$POOL" --pool-mode transaction \
   --log-level Warning > "$work/mproxy.log" 2>&1 &
-pids+=($!)
-pids+=("$(cat "$work/pgbouncer.pid")")
+mproxy_pid=$!
+bouncer_pid=$(cat "$work/pgbouncer.pid")
+pids+=("$mproxy_pid" "$bouncer_pid")
 for port in "$bouncer_port" "$mproxy_port"; do
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
 done
 
-run_pgbench() { # target-port row
-  local port=$1 row=$2 args
+cpu_ticks() { # pid -> user+system clock ticks so far (0 when no pid)
+  [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] || { echo 0; return; }
+  awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+run_pgbench() { # target-port row [proxy-pid] -> "tps failed cpu-us-per-tx"
+  local port=$1 row=$2 pid=${3:-} args
   case $row in
     select50)   args=(-S -c 50 -j 2 -M simple) ;;
     tpcb50)     args=(-c 50 -j 2 -M simple) ;;
@@ -88,27 +94,34 @@ run_pgbench() { # target-port row
     extended50) args=(-S -c 50 -j 2 -M extended) ;;
     *) echo "unknown row $row" >&2; exit 2 ;;
   esac
-  local out
+  local out before after
+  before=$(cpu_ticks "$pid")
   out=$(pgbench -n -T "$DURATION" "${args[@]}" -h 127.0.0.1 -p "$port" -U bench bench 2>&1) || true
-  local tps failed
+  after=$(cpu_ticks "$pid")
+  local tps failed tx us
+  tx=$(grep -oP 'number of transactions actually processed: \K[0-9]+' <<<"$out" | head -n1 || true)
+  us=$(python3 -c "import os; t=int('${tx:-0}'); print(f'{($after-$before)*1e6/os.sysconf(\"SC_CLK_TCK\")/t:.1f}' if t else 'nan')")
   tps=$(grep -oP 'tps = \K[0-9.]+' <<<"$out" | head -n1 || true)
   failed=$(grep -oP 'number of failed transactions: \K[0-9]+' <<<"$out" | head -n1 || true)
   if [ -z "$tps" ]; then echo "pgbench failed on port $port ($row):" >&2; echo "$out" | tail -5 >&2; tps=0; fi
-  echo "$tps ${failed:-?}"
+  echo "$tps ${failed:-?} $us"
 }
 
 median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.0f}")' "$@"; }
+median1() { python3 -c 'import sys,math,statistics; v=[float(x) for x in sys.argv[1:] if not math.isnan(float(x))]; print(f"{statistics.median(v):.1f}" if v else "n/a")' "$@"; }
 
-printf '\n| row | direct TPS | PgBouncer TPS | mproxy TPS | mproxy/direct | mproxy/PgBouncer | mproxy failed tx |\n'
-printf '|---|---:|---:|---:|---:|---:|---:|\n'
+# Proxy CPU per transaction (user + system time of the proxy process ÷ transactions) is the steadier
+# figure on a shared box: TPS moves with whatever else runs, the proxy's own cost per query does not.
+printf '\n| row | direct TPS | PgBouncer TPS | mproxy TPS | mproxy/direct | mproxy/PgBouncer | mproxy failed tx | PgBouncer CPU µs/tx | mproxy CPU µs/tx |\n'
+printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for row in "${rows[@]}"; do
-  d=(); b=(); m=(); mf=0
+  d=(); b=(); m=(); bc=(); mc=(); mf=0
   for ((r = 1; r <= ROUNDS; r++)); do
-    read -r t _ < <(run_pgbench "$pg_port" "$row"); d+=("$t")
-    read -r t _ < <(run_pgbench "$bouncer_port" "$row"); b+=("$t")
-    read -r t f < <(run_pgbench "$mproxy_port" "$row"); m+=("$t"); [ "$f" = "?" ] || mf=$((mf + f))
+    read -r t _ _ < <(run_pgbench "$pg_port" "$row"); d+=("$t")
+    read -r t _ c < <(run_pgbench "$bouncer_port" "$row" "$bouncer_pid"); b+=("$t"); bc+=("$c")
+    read -r t f c < <(run_pgbench "$mproxy_port" "$row" "$mproxy_pid"); m+=("$t"); mc+=("$c"); [ "$f" = "?" ] || mf=$((mf + f))
   done
-  dm=$(median "${d[@]}"); bm=$(median "${b[@]}"); mm=$(median "${m[@]}")
+  dm=$(median "${d[@]}"); bm=$(median "${b[@]}"); mm=$(median "${m[@]}"); bcm=$(median1 "${bc[@]}"); mcm=$(median1 "${mc[@]}")
   rd=$(python3 -c "print(f'{$mm/$dm:.2f}' if $dm else 'n/a')"); rb=$(python3 -c "print(f'{$mm/$bm:.2f}' if $bm else 'n/a')")
-  printf '| %s | %s | %s | %s | %s× | %s× | %s |\n' "$row" "$dm" "$bm" "$mm" "$rd" "$rb" "$mf"
+  printf '| %s | %s | %s | %s | %s× | %s× | %s | %s | %s |\n' "$row" "$dm" "$bm" "$mm" "$rd" "$rb" "$mf" "$bcm" "$mcm"
 done

@@ -87,7 +87,7 @@ public static class EdgeHost
         services.AddSingleton(sp => new EdgeTelemetry(config.Telemetry, sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<IEdgeInventory, PgInventory>();
         services.AddSingleton<EdgeMetrics>();
-        services.AddSingleton(sp => new PrometheusExporter(sp.GetRequiredService<EdgeTelemetry>().Meter));
+        services.AddSingleton(sp => new PrometheusExporter(sp.GetRequiredService<EdgeTelemetry>().Meter, includeRuntime: true));
         services.AddSingleton<IPeriodicTask, TelemetryTick>();
         services.AddHostedService<TelemetryHost>();
         services.AddSingleton(new ReloadSource(source));

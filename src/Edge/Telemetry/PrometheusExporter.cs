@@ -23,12 +23,21 @@ internal sealed class PrometheusExporter : IDisposable
     private readonly object _scrapeLock = new();
     private readonly List<Family> _families = [];
 
-    public PrometheusExporter(Meter meter)
+    /// <summary>The runtime's own meter (.NET 9+): GC, allocations, CPU time, thread pool, locks.</summary>
+    public const string RuntimeMeterName = "System.Runtime";
+
+    /// <param name="meter">The edge's meter.</param>
+    /// <param name="includeRuntime">
+    /// Also export the runtime's <c>System.Runtime</c> instruments (<c>dotnet_gc_*</c>,
+    /// <c>dotnet_process_cpu_time_seconds_total</c>, <c>dotnet_thread_pool_*</c>...): what an operator
+    /// needs to tell a proxy that is slow from one that is collecting garbage or short of threads.
+    /// </param>
+    public PrometheusExporter(Meter meter, bool includeRuntime = false)
     {
         _meter = meter;
         _listener.InstrumentPublished = (instrument, listener) =>
         {
-            if (!ReferenceEquals(instrument.Meter, _meter))
+            if (!ReferenceEquals(instrument.Meter, _meter) && !(includeRuntime && instrument.Meter.Name == RuntimeMeterName))
                 return;
             var family = Family.Create(instrument);
             if (family is null)

@@ -106,6 +106,36 @@ public sealed class PrometheusExporterTests : IDisposable
         Assert.Equal(1e-7, scrape.Value("mproxy_test_special", ("v", "tiny")));
     }
 
+    [Fact]
+    public void Scrape_WithRuntimeMeter_ExportsGcAllocationsAndCpu()
+    {
+        using var meter = new Meter("MProxy.Edge.RuntimeTest");
+        using var exporter = new PrometheusExporter(meter, includeRuntime: true);
+
+        var before = PrometheusScrape.Parse(exporter.Scrape()).Value("dotnet_gc_heap_total_allocated_bytes_total");
+        var garbage = new List<byte[]>();
+        for (var i = 0; i < 64; i++)
+            garbage.Add(new byte[16 * 1024]);
+        var after = PrometheusScrape.Parse(exporter.Scrape());
+
+        Assert.True(garbage.Count == 64 && after.Value("dotnet_gc_heap_total_allocated_bytes_total") >= before + 64 * 16 * 1024,
+            "allocations since the first scrape are counted");
+        Assert.Equal("counter", after.Families["dotnet_process_cpu_time_seconds_total"].Type);
+        Assert.True(after.Sum("dotnet_process_cpu_time_seconds_total") > 0);
+        Assert.DoesNotContain(after.Families.Keys, name => name.StartsWith("mproxy_", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Scrape_WithoutRuntimeMeter_ExportsOnlyTheEdgeMeter()
+    {
+        _meter.CreateCounter<long>("mproxy.test.only").Add(1);
+
+        var scrape = PrometheusScrape.Parse(_exporter.Scrape());
+
+        Assert.DoesNotContain(scrape.Families.Keys, name => name.StartsWith("dotnet_", StringComparison.Ordinal));
+        Assert.Equal(1, scrape.Value("mproxy_test_only_total"));
+    }
+
     [Theory]
     [InlineData("mproxy.queries", "{query}", true, "mproxy_queries_total")]
     [InlineData("mproxy.query.duration", "s", false, "mproxy_query_duration_seconds")]
