@@ -32,7 +32,7 @@ internal sealed class AdminConsole(
     private sealed record Command(string Name, string Description, string[] Columns, Func<AdminConsole, AdminResultSet> Run);
 
     private static readonly string[] PoolColumns =
-        ["database", "user", "host", "pool_mode", "pool_size", "sv_active", "sv_idle", "sv_opening", "cl_waiting", "maxwait_ms", "sched_busy", "sched_waiting", "sched_shed"];
+        ["database", "user", "host", "pool_mode", "pool_size", "sv_active", "sv_idle", "sv_opening", "cl_waiting", "maxwait_ms", "sched_busy", "sched_waiting", "sched_shed", "protocol"];
 
     private static readonly string[] ClientColumns = ["id", "user", "database", "tenant", "application_name", "state", "addr", "connected_s", "server_id", "protocol"];
 
@@ -140,6 +140,7 @@ internal sealed class AdminConsole(
                 sched is { } a ? N(a.Busy) : null,
                 sched is { } b ? N(b.WaitingHigh + b.WaitingMedium + b.WaitingLow) : null,
                 sched is { } c ? N(c.Shed) : null,
+                pool.Protocol,
             ]);
         }
         return Rows(PoolColumns, rows);

@@ -85,7 +85,9 @@ public static class EdgeHost
     private static void AddObservability(IServiceCollection services, EdgeConfig config, CommandLineOverrides? source)
     {
         services.AddSingleton(sp => new EdgeTelemetry(config.Telemetry, sp.GetRequiredService<TimeProvider>()));
-        services.AddSingleton<IEdgeInventory, PgInventory>();
+        services.AddSingleton<PgInventory>();
+        services.AddSingleton<MySqlInventory>();
+        services.AddSingleton<IEdgeInventory>(sp => new CombinedInventory(sp.GetRequiredService<PgInventory>(), sp.GetRequiredService<MySqlInventory>()));
         services.AddSingleton<EdgeMetrics>();
         services.AddSingleton(sp => new PrometheusExporter(sp.GetRequiredService<EdgeTelemetry>().Meter, includeRuntime: true));
         services.AddSingleton<IPeriodicTask, TelemetryTick>();

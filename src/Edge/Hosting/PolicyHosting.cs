@@ -4,6 +4,8 @@ using Microsoft.Extensions.Logging;
 using MProxy.Abstractions.Policy;
 using MProxy.Edge.Configuration;
 using MProxy.Edge.Policy;
+using MProxy.Edge.Pooling;
+using MProxy.Edge.Protocols.MySql;
 using MProxy.Edge.Protocols.Postgres;
 using MProxy.Edge.Qos;
 using MProxy.Grains.Configuration;
@@ -48,7 +50,7 @@ internal static class PolicyHosting
             return new QosGate(config.Qos, sp.GetRequiredService<TimeProvider>(), new QosPolicySeams(client, client, client));
         });
         services.AddSingleton<IPeriodicTask, QosTick>();
-        services.AddSingleton<IPeriodicTask>(sp => new CapacitySync(sp.GetRequiredService<PgPoolRegistry>(), sp.GetRequiredService<PolicyClient>()));
+        services.AddSingleton<IPeriodicTask>(sp => new CapacitySync(sp.GetRequiredService<PgPoolRegistry>(), sp.GetRequiredService<MySqlPoolRegistry>(), sp.GetRequiredService<PolicyClient>()));
     }
 
     /// <summary>
@@ -80,11 +82,11 @@ internal static class PolicyHosting
     }
 
     /// <summary>Reports pools' connection demand and applies the slots the policy tier grants, once per janitor tick.</summary>
-    private sealed class CapacitySync(PgPoolRegistry pools, PolicyClient client) : IPeriodicTask
+    private sealed class CapacitySync(PgPoolRegistry postgres, MySqlPoolRegistry mysql, PolicyClient client) : IPeriodicTask
     {
         public string Name => "capacity sync";
 
-        public void Tick() => pools.SyncCapacity(client, client);
+        public void Tick() => PoolCapacity.Sync(postgres.SlotPools().Concat(mysql.SlotPools()), client, client);
     }
 
     /// <summary>Charges running statements, fires runaway rules and syncs leases, once per janitor tick.</summary>

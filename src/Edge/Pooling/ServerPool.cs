@@ -15,7 +15,7 @@ public readonly record struct PoolStats(int Size, int Total, int Idle, int Activ
 /// Protocol-neutral: opening, checking and closing connections is the factory's job. All time comes
 /// from the injected <see cref="TimeProvider"/>.
 /// </remarks>
-public sealed class ServerPool<TConnection>
+public sealed class ServerPool<TConnection> : ISlotLimitedPool
     where TConnection : class, IPooledConnection
 {
     private readonly object _lock = new();
@@ -27,24 +27,69 @@ public sealed class ServerPool<TConnection>
     private int _total;   // open + opening
     private int _opening;
     private bool _closed;
+    private PoolSettings _configured;
+    private int? _slotLimit;
 
     public ServerPool(string name, PoolSettings settings, IServerConnectionFactory<TConnection> factory, TimeProvider time)
     {
         Name = name;
-        Settings = settings;
+        Settings = _configured = settings;
         _factory = factory;
         _time = time;
     }
 
     public string Name { get; }
 
+    /// <summary>The settings in force: the configured ones, with the size capped by the slot limit.</summary>
     public PoolSettings Settings { get; private set; }
 
-    /// <summary>Applies new settings from a reload; a smaller size takes effect as connections return.</summary>
+    /// <summary>The connection slots the policy tier grants this pool (null: no global limit).</summary>
+    public int? SlotLimit
+    {
+        get
+        {
+            lock (_lock)
+                return _slotLimit;
+        }
+    }
+
+    /// <summary>
+    /// Applies new settings from a reload. A smaller size takes effect as connections return; a larger
+    /// one at once: clients already waiting get the new slots (they do not wait for a return).
+    /// </summary>
     public void Reconfigure(PoolSettings settings)
     {
         lock (_lock)
-            Settings = settings;
+        {
+            _configured = settings;
+            Settings = EffectiveLocked();
+        }
+        GrantFreeSlots();
+    }
+
+    /// <summary>
+    /// Caps the pool at the connection slots the policy tier grants (null: no global limit): the size
+    /// is the smaller of the grant (at least one) and the configured size. Like a reload, a smaller
+    /// size takes effect as connections return, a larger one at once.
+    /// </summary>
+    public void LimitSlots(int? slots)
+    {
+        lock (_lock)
+        {
+            var limit = slots is { } granted ? Math.Max(1, granted) : (int?)null;
+            if (limit == _slotLimit)
+                return;
+            _slotLimit = limit;
+            Settings = EffectiveLocked();
+        }
+        GrantFreeSlots();
+    }
+
+    private PoolSettings EffectiveLocked()
+    {
+        if (_slotLimit is not { } limit || limit >= _configured.Size)
+            return _configured;
+        return _configured with { Size = limit, MinSize = Math.Min(_configured.MinSize, limit) };
     }
 
     public PoolStats GetStats()
@@ -371,7 +416,8 @@ public sealed class ServerPool<TConnection>
     }
 
     /// <summary>A slot was freed: let the first live waiter open a connection in it (outside the lock).</summary>
-    private void GrantFreeSlot()
+    /// <returns>Whether a waiter got a free slot.</returns>
+    private bool GrantFreeSlot()
     {
         while (true)
         {
@@ -379,20 +425,28 @@ public sealed class ServerPool<TConnection>
             lock (_lock)
             {
                 if (_closed || _total >= Settings.Size)
-                    return;
+                    return false;
                 waiter = DequeueWaiterLocked();
                 if (waiter is null)
-                    return;
+                    return false;
                 _total++;
                 _opening++;
             }
             if (waiter.TryGrant(new Grant(null)))
-                return;
+                return true;
             lock (_lock)
             {
                 _total--;
                 _opening--;
             }
+        }
+    }
+
+    /// <summary>After the size grew: every free slot to a waiter, until either runs out.</summary>
+    private void GrantFreeSlots()
+    {
+        while (GrantFreeSlot())
+        {
         }
     }
 

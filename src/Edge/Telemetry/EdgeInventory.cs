@@ -29,3 +29,13 @@ internal interface IEdgeInventory
     /// <summary>The monitored databases' backends (health, roles, lag, breakers).</summary>
     IReadOnlyList<DatabaseBackends> GetBackends();
 }
+
+/// <summary>Every protocol adapter's inventory as one: what metrics and the admin console read.</summary>
+internal sealed class CombinedInventory(params IEdgeInventory[] parts) : IEdgeInventory
+{
+    public IReadOnlyList<PoolView> GetPools() => [.. parts.SelectMany(part => part.GetPools())];
+
+    public IReadOnlyList<ServerView> GetServers() => [.. parts.SelectMany(part => part.GetServers())];
+
+    public IReadOnlyList<DatabaseBackends> GetBackends() => [.. parts.SelectMany(part => part.GetBackends())];
+}

@@ -94,6 +94,57 @@ public sealed class ServerPoolTests
     }
 
     [Fact]
+    public async Task LimitSlots_CapsTheSize_ThenRaisingItServesWaitersAtOnce()
+    {
+        var pool = Pool(size: 4, minSize: 3, waitMs: 10_000);
+        pool.LimitSlots(1);
+        Assert.Equal(1, pool.Settings.Size);
+        Assert.Equal(1, pool.Settings.MinSize);
+        var held = await pool.AcquireAsync(default);
+        var waiters = Enumerable.Range(0, 3).Select(_ => pool.AcquireAsync(default).AsTask()).ToList();
+        Assert.Equal(1, _factory.Opened);
+        Assert.Equal(3, pool.GetStats().Waiting);
+
+        pool.LimitSlots(3);   // the grant grew: two waiters get new connections without anyone returning one
+
+        await Task.WhenAll(waiters.Take(2));
+        Assert.Equal(3, _factory.Opened);
+        Assert.False(waiters[2].IsCompleted);
+        pool.LimitSlots(null);   // no global limit: back to the configured size of 4
+        Assert.NotNull(await waiters[2]);
+        Assert.Equal(4, pool.GetStats().Total);
+        Assert.Equal(4, pool.Settings.Size);
+        Assert.Equal(3, pool.Settings.MinSize);
+        pool.Return(held);
+    }
+
+    [Fact]
+    public async Task LimitSlots_ZeroGrant_StillKeepsOneConnection()
+    {
+        var pool = Pool(size: 2);
+        pool.LimitSlots(0);
+        Assert.Equal(1, pool.Settings.Size);
+        Assert.NotNull(await pool.AcquireAsync(default));
+    }
+
+    [Fact]
+    public async Task Reconfigure_LargerSize_ServesWaitersAtOnce_AndKeepsTheSlotCap()
+    {
+        var pool = Pool(size: 1, waitMs: 10_000);
+        await pool.AcquireAsync(default);
+        var waiter = pool.AcquireAsync(default).AsTask();
+        Assert.False(waiter.IsCompleted);
+
+        pool.Reconfigure(pool.Settings with { Size = 2 });
+
+        Assert.NotNull(await waiter);
+        Assert.Equal(2, _factory.Opened);
+        pool.LimitSlots(1);
+        pool.Reconfigure(pool.Settings with { Size = 5 });
+        Assert.Equal(1, pool.Settings.Size);   // a reload does not lift the policy tier's cap
+    }
+
+    [Fact]
     public async Task Return_BrokenConnection_IsClosed_AndWaiterOpensANewOne()
     {
         var pool = Pool(size: 1, waitMs: 10_000);

@@ -23,6 +23,7 @@ internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection
     private readonly ILogger _log;
     private readonly Action<string> _onServerVersion;
     private volatile DatabaseConfig _database;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<long, MySqlServerConnection> _live = new();
 
     public MySqlPool(DatabaseConfig database, string serverUser, string? serverPassword, MySqlPoolVariant variant, INetworkConnector connector, TimeProvider time, ILogger log, Action<string> onServerVersion)
     {
@@ -51,6 +52,12 @@ internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection
     public PoolMode Mode => _database.Pool.Mode;
 
     public ServerPool<MySqlServerConnection> Connections { get; }
+
+    /// <summary>The host this pool's connections go to.</summary>
+    public HostPort Endpoint => _database.Primary;
+
+    /// <summary>The pool's open server connections, leased or idle (for SHOW SERVERS).</summary>
+    public ICollection<MySqlServerConnection> Live => _live.Values;
 
     /// <summary>The QoS scheduler in front of this pool (its capacity is the pool's size), when QoS is on.</summary>
     public MProxy.Edge.Qos.QosScheduler? Scheduler { get; init; }
@@ -105,6 +112,7 @@ internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection
             var (transport, handshake) = await ConnectAsync(database, linked.Token);
             var connection = new MySqlServerConnection(this, transport, handshake, database.Primary, _time.GetTimestamp(), _log);
             connection.Start();
+            _live[connection.Id] = connection;
             HasConnected = true;
             _onServerVersion(handshake.ServerVersion);
             MySqlLog.ServerOpened(_log, connection.Id, database.Primary.ToString(), Name);
@@ -137,6 +145,7 @@ internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection
     public void Close(MySqlServerConnection connection, string reason)
     {
         MySqlLog.ServerClosed(_log, connection.Id, reason);
+        _live.TryRemove(connection.Id, out _);
         _ = connection.CloseAsync().AsTask();
     }
 

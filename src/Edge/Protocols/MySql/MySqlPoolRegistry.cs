@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using MProxy.Edge.Configuration;
 using MProxy.Edge.Networking;
+using MProxy.Edge.Pooling;
 
 namespace MProxy.Edge.Protocols.MySql;
 
@@ -31,6 +32,13 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
         {
             Scheduler = qos is { Config.Enabled: true } ? qos.CreateScheduler($"{database.Name}/{serverUser}", database.Pool.Size) : null,
         });
+    }
+
+    /// <summary>Every pool with its database, for the policy tier's connection slots (<see cref="PoolCapacity"/>).</summary>
+    public IEnumerable<(string Database, ISlotLimitedPool Pool)> SlotPools()
+    {
+        foreach (var (key, pool) in _pools)
+            yield return (key.Database, pool.Connections);
     }
 
     /// <summary>Periodic upkeep of every pool (the janitor calls it).</summary>

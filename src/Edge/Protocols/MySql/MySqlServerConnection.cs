@@ -102,6 +102,12 @@ internal sealed class MySqlServerConnection : IPooledConnection
 
     public MySqlServerState State => _state;
 
+    /// <summary>The client this connection serves now, if any (for SHOW SERVERS).</summary>
+    public MySqlClientSession? Client => Volatile.Read(ref _client);
+
+    /// <summary>Statements prepared on this connection (for SHOW SERVERS; read without the connection's lock).</summary>
+    public int PreparedStatementCount => _statements.Count;
+
     public bool IsAttachedTo(MySqlClientSession client) => ReferenceEquals(Volatile.Read(ref _client), client);
 
     public void Start() => _ = PumpAsync();

@@ -16,8 +16,6 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
     private readonly ILogger _log;
     private volatile DatabaseConfig _database;
     private volatile IReadOnlyList<KeyValuePair<string, string>>? _welcome;
-    private const int NoSlotLimit = int.MaxValue;
-    private volatile int _slotLimit = NoSlotLimit; // written by the janitor's capacity sync, read by reloads too
     private readonly System.Collections.Concurrent.ConcurrentDictionary<long, PgServerConnection> _live = new();
 
     public PgPool(DatabaseConfig database, string serverUser, string? serverPassword, int maxMessageBytes, INetworkConnector connector, TimeProvider time, ILogger log)
@@ -74,33 +72,9 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
     public void Reconfigure(DatabaseConfig database, MProxy.Edge.Qos.CoDelSettings? codel)
     {
         _database = database;
-        Connections.Reconfigure(EffectiveSettings());
+        Connections.Reconfigure(ToSettings(database.Pool));
         if (codel is not null)
             Scheduler?.Reconfigure(database.Pool.Size, codel);
-    }
-
-    /// <summary>
-    /// Caps the pool at the connection slots the policy tier grants this edge for its database
-    /// (null: no global limit). The size is the smaller of the grant (at least one) and the configured
-    /// size; a smaller size takes effect as connections come back.
-    /// </summary>
-    public void LimitSlots(int? slots)
-    {
-        var limit = slots ?? NoSlotLimit;
-        if (limit == _slotLimit)
-            return;
-        _slotLimit = limit;
-        Connections.Reconfigure(EffectiveSettings());
-    }
-
-    private PoolSettings EffectiveSettings()
-    {
-        var settings = ToSettings(_database.Pool);
-        var limit = _slotLimit;
-        if (limit >= settings.Size)
-            return settings;
-        var size = Math.Max(1, limit);
-        return settings with { Size = size, MinSize = Math.Min(settings.MinSize, size) };
     }
 
     public static PoolSettings ToSettings(PoolConfig pool) =>

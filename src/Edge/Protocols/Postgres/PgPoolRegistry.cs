@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging;
 using MProxy.Edge.Backends;
 using MProxy.Edge.Configuration;
 using MProxy.Edge.Networking;
-using MProxy.Edge.Policy;
+using MProxy.Edge.Pooling;
 
 namespace MProxy.Edge.Protocols.Postgres;
 
@@ -93,24 +93,11 @@ internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider t
             pool.Connections.Maintain();
     }
 
-    /// <summary>
-    /// Reports each database's connection demand to the policy tier and caps its pools at the slots
-    /// the tier grants this edge (the janitor calls it). A database's slots bound the connections all
-    /// edges together hold to each of its hosts: demand is the busiest host's active plus waiting.
-    /// </summary>
-    public void SyncCapacity(ICapacityAllowance allowance, IPolicyUsageSink usage)
+    /// <summary>Every pool with its database, for the policy tier's connection slots (<see cref="PoolCapacity"/>).</summary>
+    public IEnumerable<(string Database, ISlotLimitedPool Pool)> SlotPools()
     {
-        var demand = new Dictionary<string, (int Wanted, int Open)>();
         foreach (var (key, pool) in _pools)
-        {
-            var stats = pool.Connections.GetStats();
-            var (wanted, open) = demand.GetValueOrDefault(key.Database);
-            demand[key.Database] = (Math.Max(wanted, stats.Active + stats.Opening + stats.Waiting), Math.Max(open, stats.Total));
-        }
-        foreach (var (database, (wanted, open)) in demand)
-            usage.ReportBackend(database, wanted, open);
-        foreach (var (key, pool) in _pools)
-            pool.LimitSlots(allowance.TryGetSlots(key.Database, out var slots) ? slots : null);
+            yield return (key.Database, pool.Connections);
     }
 
     /// <summary>Applies a new configuration: pools of removed or moved databases close, the others take their new settings.</summary>
