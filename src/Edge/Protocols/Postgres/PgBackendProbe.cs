@@ -83,7 +83,8 @@ internal sealed class PgBackendProbe : IBackendProbe, IAsyncDisposable
         try
         {
             await PgServerLogin.LoginAsync(transport.Transport.Input, transport.Transport.Output,
-                _credentials.User, _credentials.Database, _credentials.Password, MaxMessageBytes, cancellationToken).ConfigureAwait(false);
+                _credentials.User, _credentials.Database, _credentials.Password, MaxMessageBytes, cancellationToken,
+                PgServerLogin.HealthCheckApplicationName).ConfigureAwait(false);
         }
         catch
         {

@@ -19,14 +19,21 @@ internal sealed class PgServerLoginException(string sqlState, string message) : 
 /// </summary>
 internal static class PgServerLogin
 {
+    /// <summary>What pooled server connections show in <c>pg_stat_activity</c> until a client sets its own.</summary>
+    public const string ApplicationName = "mproxy";
+
+    /// <summary>What the health checks' connections show in <c>pg_stat_activity</c> (they hold no pool slot).</summary>
+    public const string HealthCheckApplicationName = "mproxy health check";
+
     public static async Task<PgServerStartup> LoginAsync(
-        PipeReader input, PipeWriter output, string user, string database, string? password, int maxMessageBytes, CancellationToken cancellationToken)
+        PipeReader input, PipeWriter output, string user, string database, string? password, int maxMessageBytes, CancellationToken cancellationToken,
+        string applicationName = ApplicationName)
     {
         PgMessageWriter.WriteStartup(output,
         [
             new("user", user),
             new("database", database),
-            new("application_name", "mproxy"),
+            new("application_name", applicationName),
         ]);
         await output.FlushAsync(cancellationToken);
 
