@@ -868,6 +868,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
         var attached = await TryHoldAttachedServerAsync();
         if (_unitOpen && attached)
             return true; // the execution of the long data's unit
+        _captureTokenAfterUnit = false;
         QosAdmission admission = default;
         if (_qos is not null)
         {
