@@ -36,7 +36,8 @@ public sealed class MariaDbServer : IAsyncDisposable
 
     private string DataDirectory => Path.Combine(Directory, "data");
 
-    public static async Task<MariaDbServer> StartAsync(int maxConnections = 300)
+    /// <summary>Starts a server; <paramref name="extraArguments"/> are added to <c>mariadbd</c>'s (e.g. <c>--server-id=2</c>, <c>--log-bin</c>).</summary>
+    public static async Task<MariaDbServer> StartAsync(int maxConnections = 300, IReadOnlyList<string>? extraArguments = null)
     {
         var directory = System.IO.Directory.CreateTempSubdirectory("mproxy-mariadb-").FullName;
         if (ProcessRunner.IsRoot)
@@ -45,7 +46,7 @@ public sealed class MariaDbServer : IAsyncDisposable
             Check(await ProcessRunner.RunAsync("chown", ["mysql", directory]), "chown");
         }
         var server = new MariaDbServer(directory, FreePort.Next());
-        await server.InitializeAsync(maxConnections);
+        await server.InitializeAsync(maxConnections, extraArguments ?? []);
         return server;
     }
 
@@ -57,7 +58,7 @@ public sealed class MariaDbServer : IAsyncDisposable
         throw new InvalidOperationException($"{name} not found: run scripts/test.sh or apt-get install mariadb-server mariadb-client");
     }
 
-    private async Task InitializeAsync(int maxConnections)
+    private async Task InitializeAsync(int maxConnections, IReadOnlyList<string> extraArguments)
     {
         List<string> install = ["--no-defaults", $"--datadir={DataDirectory}", "--auth-root-authentication-method=socket", "--skip-test-db"];
         if (ProcessRunner.IsRoot)
@@ -78,6 +79,8 @@ public sealed class MariaDbServer : IAsyncDisposable
         {
             info.ArgumentList.Add(argument);
         }
+        foreach (var argument in extraArguments)
+            info.ArgumentList.Add(argument);
         if (ProcessRunner.IsRoot)
             info.ArgumentList.Add("--user=mysql");
         _process = Process.Start(info) ?? throw new InvalidOperationException("could not start mariadbd");
@@ -129,6 +132,23 @@ public sealed class MariaDbServer : IAsyncDisposable
     {
         var path = Path.Combine(Directory, "error.log");
         return File.Exists(path) ? File.ReadAllText(path) : "";
+    }
+
+    /// <summary>Kills the server (as a crash would); <see cref="DisposeAsync"/> still removes its directory.</summary>
+    public async Task KillAsync()
+    {
+        if (_process is { HasExited: false } process)
+        {
+            try
+            {
+                process.Kill(entireProcessTree: true);
+                await process.WaitForExitAsync();
+            }
+            catch (InvalidOperationException)
+            {
+                // already gone
+            }
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -10,7 +10,9 @@ namespace MProxy.Edge.Backends;
 /// <param name="Primary">The database-level <c>primary:</c>, if any.</param>
 /// <param name="Monitor">The login the monitor falls back to (typically the database's server user).</param>
 /// <param name="DatabaseName">The database's name: the default seed is derived from it.</param>
-public sealed record BackendsDefaults(HostPort? Primary, MonitorCredentials? Monitor, string DatabaseName);
+/// <param name="Port">The port of a host given without one: 5432 for PostgreSQL, 3306 for MySQL.</param>
+/// <param name="MonitorDatabase">The database a <c>monitor:</c> without one logs in to: <c>postgres</c>, or none (empty) for MySQL.</param>
+public sealed record BackendsDefaults(HostPort? Primary, MonitorCredentials? Monitor, string DatabaseName, int Port = BackendsConfigValidator.DefaultPort, string MonitorDatabase = "postgres");
 
 /// <summary>Validates a <c>backends:</c> section into a <see cref="BackendsConfig"/>; every error names its key path.</summary>
 public static class BackendsConfigValidator
@@ -25,7 +27,7 @@ public static class BackendsConfigValidator
     internal static BackendsConfig Validate(string key, RawBackends? raw, BackendsDefaults defaults)
     {
         raw ??= new RawBackends();
-        var (mode, hosts) = ValidateHosts(key, raw, defaults.Primary);
+        var (mode, hosts) = ValidateHosts(key, raw, defaults.Primary, defaults.Port);
 
         var monitorUser = raw.Monitor?.User ?? defaults.Monitor?.User;
         MonitorCredentials? monitor = null;
@@ -34,7 +36,7 @@ public static class BackendsConfigValidator
             monitor = new MonitorCredentials(
                 monitorUser,
                 raw.Monitor?.Password ?? (raw.Monitor?.User is null ? defaults.Monitor?.Password : null),
-                raw.Monitor?.Database ?? defaults.Monitor?.Database ?? "postgres");
+                raw.Monitor?.Database ?? defaults.Monitor?.Database ?? defaults.MonitorDatabase);
         }
         else if (hosts.Count > 1 || raw.Monitor is not null)
         {
@@ -104,7 +106,7 @@ public static class BackendsConfigValidator
         return Validate(key, raw, defaults);
     }
 
-    private static (TopologyMode, IReadOnlyList<HostPort>) ValidateHosts(string key, RawBackends raw, HostPort? databasePrimary)
+    private static (TopologyMode, IReadOnlyList<HostPort>) ValidateHosts(string key, RawBackends raw, HostPort? databasePrimary, int port)
     {
         var hosts = new List<HostPort>();
         if (raw.Hosts is not null)
@@ -114,14 +116,14 @@ public static class BackendsConfigValidator
             if (raw.Hosts.Count == 0)
                 throw new ConfigException($"{key}.hosts", "is empty: list every host of the database as host:port");
             for (var i = 0; i < raw.Hosts.Count; i++)
-                AddHost(hosts, $"{key}.hosts[{i}]", raw.Hosts[i]);
+                AddHost(hosts, $"{key}.hosts[{i}]", raw.Hosts[i], port);
             return (TopologyMode.Discover, hosts);
         }
 
         HostPort primary;
         if (raw.Primary is not null)
         {
-            primary = Parse($"{key}.primary", raw.Primary);
+            primary = Parse($"{key}.primary", raw.Primary, port);
             if (databasePrimary is { } other && other != primary)
                 throw new ConfigException($"{key}.primary", $"{primary} differs from the database's primary {other}: give it once");
         }
@@ -131,23 +133,23 @@ public static class BackendsConfigValidator
         }
         hosts.Add(primary);
         for (var i = 0; i < (raw.Replicas?.Count ?? 0); i++)
-            AddHost(hosts, $"{key}.replicas[{i}]", raw.Replicas![i]);
+            AddHost(hosts, $"{key}.replicas[{i}]", raw.Replicas![i], port);
         return (TopologyMode.Static, hosts);
     }
 
-    private static void AddHost(List<HostPort> hosts, string key, string? text)
+    private static void AddHost(List<HostPort> hosts, string key, string? text, int port)
     {
         if (string.IsNullOrWhiteSpace(text))
             throw new ConfigException(key, "is empty (expected host:port)");
-        var host = Parse(key, text);
+        var host = Parse(key, text, port);
         if (hosts.Contains(host))
             throw new ConfigException(key, $"{host} is listed twice");
         hosts.Add(host);
     }
 
-    private static HostPort Parse(string key, string text)
+    private static HostPort Parse(string key, string text, int port)
     {
-        var host = ConfigLoader.ParseHostPort(key, text, DefaultPort);
+        var host = ConfigLoader.ParseHostPort(key, text, port);
         if (host.Host.Length == 0)
             throw new ConfigException(key, $"'{text}' has no host");
         if (host.Port == 0)

@@ -125,16 +125,18 @@ public static class ConfigLoader
             var protocol = ParseProtocol($"{key}.protocol", d.Protocol);
             if (d.AllowLoadDataLocal == true && protocol != DatabaseProtocol.MySql)
                 throw new ConfigException($"{key}.allowLoadDataLocal", "is for MySQL databases (protocol: mysql)");
-            if (protocol == DatabaseProtocol.MySql && d.Backends is not null)
-                throw new ConfigException($"{key}.backends", "replicas and failover are PostgreSQL-only for now: a MySQL database has one 'primary'");
             if (string.IsNullOrWhiteSpace(d.Primary) && d.Backends is null)
                 throw new ConfigException($"{key}.primary", "is required (host:port), or a 'backends' section listing the hosts");
-            HostPort? primary = string.IsNullOrWhiteSpace(d.Primary) ? null : ParseHostPort($"{key}.primary", d.Primary, protocol == DatabaseProtocol.MySql ? DefaultMySqlPort : DefaultPostgresPort);
+            var port = protocol == DatabaseProtocol.MySql ? DefaultMySqlPort : DefaultPostgresPort;
+            HostPort? primary = string.IsNullOrWhiteSpace(d.Primary) ? null : ParseHostPort($"{key}.primary", d.Primary, port);
             var serverDatabase = string.IsNullOrWhiteSpace(d.ServerDatabase) ? d.Name : d.ServerDatabase;
             var backends = MProxy.Edge.Backends.BackendsConfigValidator.Validate($"{key}.backends", d.Backends, new MProxy.Edge.Backends.BackendsDefaults(
                 primary,
                 d.ServerUser is null ? null : new MProxy.Edge.Backends.MonitorCredentials(d.ServerUser, d.ServerPassword, serverDatabase),
-                d.Name));
+                d.Name,
+                port,
+                // A MySQL monitor logs in without selecting a database unless one is given.
+                protocol == DatabaseProtocol.MySql ? "" : "postgres"));
             databases.Add(new DatabaseConfig
             {
                 Name = d.Name,

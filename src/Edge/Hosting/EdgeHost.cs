@@ -99,12 +99,17 @@ public static class EdgeHost
     }
 
     /// <summary>Starts the health monitors of databases with backends when the edge starts, so routing knows the topology before the first client.</summary>
-    private sealed class BackendMonitors(PgPoolRegistry pools, ConfigStore config) : IHostedService
+    private sealed class BackendMonitors(PgPoolRegistry pools, MySqlPoolRegistry mySqlPools, ConfigStore config) : IHostedService
     {
         public Task StartAsync(CancellationToken cancellationToken)
         {
             foreach (var database in config.Current.Databases)
-                pools.BackendsFor(database);
+            {
+                if (database.Protocol == DatabaseProtocol.MySql)
+                    mySqlPools.BackendsFor(database);
+                else
+                    pools.BackendsFor(database);
+            }
             return Task.CompletedTask;
         }
 

@@ -3,6 +3,7 @@ using System.Buffers.Binary;
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
 using MProxy.Abstractions.ResourceUnits;
+using MProxy.Edge.Backends;
 using MProxy.Edge.Configuration;
 using MProxy.Edge.Networking;
 using MProxy.Edge.Pooling;
@@ -50,7 +51,12 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
     private readonly Dictionary<uint, MySqlClientStatement> _statements = [];
     private readonly object _unitLock = new();
     private MySqlClientLogin? _login;
-    private MySqlPool? _pool;
+    private MySqlPool? _pool;                 // the pool of the database's primary when the session opened: its configuration and backends
+    private UserConfig? _userConfig;
+    private MySqlPoolVariant _variant;
+    private CausalToken _token;               // read-your-writes: the latest write this client must see
+    private MySqlPool? _balanced;             // the pool whose host counts this client's transaction as in flight
+    private long _balancedSince;
     private MySqlServerConnection? _server;   // the last server attached; it may have gone back to the pool since
     private MySqlServerConnection? _writing;  // the server this batch is writing to
     private bool _outputDirty;
@@ -153,6 +159,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
         {
             _state = MySqlClientState.Closed;
             _server?.DetachClient(this);
+            EndBalanced();
             _qos?.Dispose();
             _telemetry?.Dispose();
             if (registered)
@@ -196,7 +203,11 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
         User = user;
         Database = database.Name;
         var variant = new MySqlPoolVariant((_capabilities & MySqlCapabilities.FoundRows) != 0, collation == 0 ? DefaultCollation : collation);
+        _userConfig = userConfig;
+        _variant = variant;
         _pool = _edge.Pools.GetOrCreate(database, userConfig, user, variant);
+        if (_pool.Backends?.Topology.Primary is { } primary)
+            _pool = PoolOf(primary);
         _qos?.Dispose();
         _qos = null;
         if (_edge.Qos is { Config.Enabled: true } gate)
@@ -206,7 +217,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
         if (!_pool.HasConnected)
         {
             // No server connection has been opened yet: open one now, so that a bad server login shows at connect.
-            var server = await AcquireAsync(cancellationToken);
+            var server = await AcquireAsync(_pool, cancellationToken);
             _pool.Return(server);
         }
     }
@@ -346,7 +357,8 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
 
     /// <summary>What the edge needs to know of a query text before it runs.</summary>
     private readonly record struct QueryFacts(
-        ulong Fingerprint, bool IsWrite, QueryHints Hints, int StatementCount, SessionEffects Session, bool LoadLocal, List<(string Name, string Assignment)>? Tracked);
+        ulong Fingerprint, bool IsWrite, QueryHints Hints, int StatementCount, SessionEffects Session, bool LoadLocal, List<(string Name, string Assignment)>? Tracked,
+        TransactionBoundary Boundary = TransactionBoundary.None);
 
     private async ValueTask QueryAsync(ReadOnlySequence<byte> message, ReadOnlySequence<byte> payload, byte sequence)
     {
@@ -375,12 +387,13 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
         {
             pin = true;
         }
-        if (!await BeginUnitAsync(facts.Fingerprint, facts.IsWrite, facts.Hints, sequence))
+        if (!await BeginUnitAsync(facts.Fingerprint, facts.IsWrite, facts.Hints, sequence, pinsSession: pin, closesTransaction: facts.Boundary == TransactionBoundary.Closes))
             return;
         if (pin)
             Pin(facts.Session);
         _writing!.Enqueue(new MySqlPendingRequest(MySqlResponseKind.ResultSet, MySqlResponseMode.Forward, _unit, Variables: variables));
         CopyToServer(_writing, message);
+        EndUnitOnServer();
     }
 
     private QueryFacts ClassifyQuery(ReadOnlySequence<byte> sql)
@@ -410,7 +423,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
             tracked = updates;
         }
         var loadLocal = info.Kind == StatementKind.Load && IsLoadLocal(sql, rules);
-        return new QueryFacts(info.Fingerprint, info.IsWrite, info.Hints, info.StatementCount, info.Session, loadLocal, tracked);
+        return new QueryFacts(info.Fingerprint, info.IsWrite, info.Hints, info.StatementCount, info.Session, loadLocal, tracked, info.Boundary);
     }
 
     /// <summary>LOAD DATA|XML … LOCAL INFILE: the LOCAL keyword before INFILE.</summary>
@@ -438,7 +451,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
     /// <summary>Forwards a command whose response the edge only relays (COM_FIELD_LIST, COM_STATISTICS, COM_INIT_DB).</summary>
     private async ValueTask ForwardAsync(ReadOnlySequence<byte> message, byte sequence, MySqlResponseKind kind, bool pin)
     {
-        if (!await BeginUnitAsync(0, isWrite: false, default, sequence))
+        if (!await BeginUnitAsync(0, isWrite: false, default, sequence, pinsSession: pin))
             return;
         if (pin)
             Pin(SessionEffects.UseDatabase);
@@ -543,7 +556,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
             return;
         }
         var cursor = payload.Slice(5, 1).FirstSpan[0] != 0;
-        if (!await BeginUnitAsync(statement.Fingerprint, statement.IsWrite, statement.Hints, sequence))
+        if (!await BeginUnitAsync(statement.Fingerprint, statement.IsWrite, statement.Hints, sequence, pinsSession: cursor))
             return;
         var server = _writing!;
         var serverStatement = await EnsurePreparedAsync(server, statement, sequence);
@@ -560,6 +573,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
             Pin(SessionEffects.HoldableCursor);
         server.Enqueue(new MySqlPendingRequest(MySqlResponseKind.ResultSet, MySqlResponseMode.Forward, _unit));
         WriteExecute(server, statement, serverStatement, message, payload, sequence, split);
+        EndUnitOnServer();
         if (_unitOpen)
         {
             _unitOpen = false;
@@ -837,6 +851,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
         var server = _server;
         _server = null;
         server?.DetachClient(this);
+        EndBalanced();
         _qos?.ReleaseSlot();
     }
 
@@ -847,11 +862,13 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
     /// and a server connection unless one is attached, and aligns the connection's session. On a
     /// refusal it answers the client (or hands the message to <paramref name="refusal"/>) and returns false.
     /// </summary>
-    private async ValueTask<bool> BeginUnitAsync(ulong fingerprint, bool isWrite, QueryHints hints, byte sequence, Action<string>? refusal = null)
+    private async ValueTask<bool> BeginUnitAsync(ulong fingerprint, bool isWrite, QueryHints hints, byte sequence, Action<string>? refusal = null,
+        bool pinsSession = false, bool closesTransaction = false)
     {
         var attached = await TryHoldAttachedServerAsync();
         if (_unitOpen && attached)
             return true; // the execution of the long data's unit
+        _captureTokenAfterUnit = false;
         QosAdmission admission = default;
         if (_qos is not null)
         {
@@ -878,34 +895,155 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
             BeginTelemetry(fingerprint, isWrite, hints);
         }
 
+        var backends = _pool!.Backends;
         if (!attached)
+        {
+            var target = _pool;
+            if (backends is not null)
+            {
+                var info = new StatementInfo { Access = isWrite ? StatementAccess.Write : StatementAccess.Read, Fingerprint = fingerprint, Hints = hints };
+                target = await RouteAsync(backends, info, pinsSession, sequence, refusal);
+                if (target is null)
+                    return false;
+            }
+            if (!await AttachWithinFailoverAsync(target, backends, admission.Priority, sequence, refusal))
+                return false;
+        }
+        var server = _writing!;
+        // Read-your-writes: after a unit that writes on the primary outside a transaction (or ends
+        // one), the edge learns the primary's GTID position behind it, so that this client's later
+        // reads go only to replicas that have applied it.
+        _captureTokenAfterUnit = backends is { Config.ReadYourWrites: true, Config.ReplicaCount: > 0 }
+            && server.Pool.IsPrimary
+            && (closesTransaction || (isWrite && (server.Status & MySqlServerStatus.InTransaction) == 0));
+        _qos?.Start(_edge.Qos!.Config.WeightsFor(Database));
+        _telemetry?.Sent(server.Pool.IsPrimary, server.Endpoint);
+        return true;
+    }
+
+    /// <summary>Whether the unit being written wrote on the primary: its position is fetched behind it (see <see cref="EndUnitOnServer"/>).</summary>
+    private bool _captureTokenAfterUnit;
+
+    /// <summary>The unit's command is written: ask for a read-your-writes token behind it if the unit wrote.</summary>
+    private void EndUnitOnServer()
+    {
+        if (!_captureTokenAfterUnit)
+            return;
+        _captureTokenAfterUnit = false;
+        _writing!.EnqueueCausalPositionQuery(OnCausalPosition);
+    }
+
+    /// <summary>The row of <see cref="MySqlServerConnection.CausalPositionQuery"/> after this client's write (called by the pump).</summary>
+    private void OnCausalPosition(byte[] row)
+    {
+        try
+        {
+            var values = MySqlTextResult.ParseRow(row, 2);
+            if (uint.TryParse(values[0], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var domain)
+                && MySqlBackendProbe.GtidSequence(values[1], domain) is var sequence and > 0)
+            {
+                _token = _token.After(new Lsn(sequence), _edge.Time.GetTimestamp());
+            }
+        }
+        catch (MySqlServerLoginException)
+        {
+            // a malformed answer: no token, reads may see older data (as without read-your-writes)
+        }
+    }
+
+    /// <summary>
+    /// Where a unit that starts a transaction goes: the router's decision (writes and sessions with
+    /// state to the primary, reads by P2C over replicas that are healthy, within the lag bound and have
+    /// applied this client's writes). Null when the unit was refused.
+    /// </summary>
+    private async ValueTask<MySqlPool?> RouteAsync(DatabaseBackends backends, StatementInfo info, bool pinsSession, byte sequence, Action<string>? refusal)
+    {
+        var hasState = pinsSession || _pool!.Mode == PoolMode.Session;
+        var decision = backends.Route(info, hasState, _token);
+        switch (decision.Target)
+        {
+            case RouteTarget.Primary:
+            case RouteTarget.Replica:
+                return PoolOf(decision.Backend!);
+            case RouteTarget.WaitForPrimary:
+                try
+                {
+                    return PoolOf(await backends.Monitor.WaitForPrimaryAsync(CancellationToken.None));
+                }
+                catch (BackendUnavailableException e)
+                {
+                    _qos?.Complete();
+                    Refuse(MySqlError.ServerShutdown, e.Message + " [57P03]", sequence, attached: false, refusal);
+                    return null;
+                }
+            default:
+                _qos?.Complete();
+                Refuse(MySqlError.ServerShutdown,
+                    $"mproxy: no replica of database '{Database}' can serve reads now (down or lagging) and backends.primaryServesReads is off; retry later [57P03]",
+                    sequence, attached: false, refusal);
+                return null;
+        }
+    }
+
+    private MySqlPool PoolOf(BackendStatus backend) =>
+        _edge.Pools.GetOrCreate(_pool!.Database, _userConfig, User, _variant, backend.Endpoint, backend.Index);
+
+    /// <summary>
+    /// Gets a scheduler slot and a connection from <paramref name="pool"/>. When its host cannot be
+    /// reached and the database has backends, waits (bounded by backends.failoverWaitMs) for a usable
+    /// primary — the old one back, or a promoted replica — instead of failing at once; a read whose
+    /// replica failed goes to the primary.
+    /// </summary>
+    private async ValueTask<bool> AttachWithinFailoverAsync(MySqlPool pool, DatabaseBackends? backends, MProxy.Abstractions.Priority priority, byte sequence, Action<string>? refusal)
+    {
+        var started = _edge.Time.GetTimestamp();
+        var delay = TimeSpan.FromMilliseconds(50);
+        while (true)
         {
             if (_qos is not null)
             {
-                var slot = await _qos.AcquireSlotAsync(_pool!.Scheduler!, _pool.Database.Pool.WaitTimeout, CancellationToken.None);
+                var slot = await _qos.AcquireSlotAsync(pool.Scheduler!, pool.Database.Pool.WaitTimeout, CancellationToken.None);
                 if (!slot.IsGranted)
                 {
                     Refuse(MySqlError.ForSqlState(slot.Rejection.SqlState), Tagged(slot.Rejection), sequence, attached: false, refusal);
                     return false;
                 }
-                _telemetry?.SlotGranted(_pool.Scheduler!.Name, admission.Priority, slot.Waited);
+                _telemetry?.SlotGranted(pool.Scheduler!.Name, priority, slot.Waited);
             }
             try
             {
-                await AttachNewServerAsync();
+                await AttachNewServerAsync(pool);
+                return true;
             }
             catch (Exception e) when (e is MySqlErrorException { Fatal: false } or PoolTimeoutException)
             {
                 _qos?.ReleaseSlot();
-                _qos?.Complete();
-                var (error, text) = e is MySqlErrorException failure ? (failure.Error, failure.Message) : (MySqlError.TooManyConnections, e.Message + " [53300]");
-                Refuse(error, text, sequence, attached: false, refusal);
-                return false;
+                var retry = e is MySqlErrorException { Error.Code: var code } && code == MySqlError.ServerShutdown.Code
+                    && backends is not null
+                    && _edge.Time.GetElapsedTime(started) + delay < backends.Config.FailoverWait;
+                if (!retry)
+                {
+                    _qos?.Complete();
+                    var (error, text) = e is MySqlErrorException failure ? (failure.Error, failure.Message) : (MySqlError.TooManyConnections, e.Message + " [53300]");
+                    Refuse(error, text, sequence, attached: false, refusal);
+                    return false;
+                }
+                await Task.Delay(delay, _edge.Time);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(1).Ticks));
+                try
+                {
+                    var topology = backends!.Topology;
+                    var wasReplica = !pool.IsPrimary;
+                    pool = PoolOf(wasReplica && topology.HasUsablePrimary ? topology.Primary! : await backends.Monitor.WaitForPrimaryAsync(CancellationToken.None));
+                }
+                catch (BackendUnavailableException unavailable)
+                {
+                    _qos?.Complete();
+                    Refuse(MySqlError.ServerShutdown, unavailable.Message + " [57P03]", sequence, attached: false, refusal);
+                    return false;
+                }
             }
         }
-        _qos?.Start(_edge.Qos!.Config.WeightsFor(Database));
-        _telemetry?.Sent(primary: true, _pool!.Database.Primary);
-        return true;
     }
 
     /// <summary>The unit's telemetry starts (a command without statement facts, like COM_PING, counts as unknown).</summary>
@@ -950,11 +1088,16 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
     }
 
     /// <summary>Leases a server connection from the pool, attaches it and aligns its session with the client's.</summary>
-    private async ValueTask AttachNewServerAsync()
+    private async ValueTask AttachNewServerAsync(MySqlPool pool)
     {
         if (_outputDirty)
             await FlushDirectAsync();
-        var server = await AcquireAsync(CancellationToken.None);
+        var server = await AcquireAsync(pool, CancellationToken.None);
+        if (pool.Backends is { } backends)
+        {
+            _balancedSince = backends.Balancer.Start(pool.BackendIndex);
+            Volatile.Write(ref _balanced, pool);
+        }
         server.Attach(this);
         _server = server;
         _writing = server;
@@ -975,15 +1118,16 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
         }
     }
 
-    private async ValueTask<MySqlServerConnection> AcquireAsync(CancellationToken cancellationToken)
+    private static async ValueTask<MySqlServerConnection> AcquireAsync(MySqlPool pool, CancellationToken cancellationToken)
     {
         try
         {
-            return await _pool!.Connections.AcquireAsync(cancellationToken);
+            return await pool.Connections.AcquireAsync(cancellationToken);
         }
         catch (PoolClosedException e)
         {
-            throw new MySqlErrorException(MySqlError.ServerShutdown, e.Message + " [57P03]", fatal: true);
+            // A host's pool closes when its breaker opens or it stops being the primary: route again.
+            throw new MySqlErrorException(MySqlError.ServerShutdown, e.Message + " [57P03]", fatal: pool.Backends is null);
         }
     }
 
@@ -1079,7 +1223,18 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
     }
 
     /// <summary>The server connection went back to the pool at the end of a transaction: so does the scheduler slot. Called under the connection's lock.</summary>
-    public void OnTransactionReleased() => _qos?.ReleaseSlot();
+    public void OnTransactionReleased()
+    {
+        _qos?.ReleaseSlot();
+        EndBalanced();
+    }
+
+    /// <summary>The transaction left its host: the balancer learns its latency and in-flight count.</summary>
+    private void EndBalanced()
+    {
+        if (Interlocked.Exchange(ref _balanced, null) is { } pool)
+            pool.Backends!.Balancer.End(pool.BackendIndex, _balancedSince);
+    }
 
     /// <summary>A tracked SET the client sent succeeded: these are its variables now (called by the pump before the OK reaches the client).</summary>
     public void OnVariablesApplied(MySqlSessionVariables variables) => _variables = variables;
@@ -1160,7 +1315,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
         if (server is null || !server.IsAttachedTo(this))
             return;
         server.SetCancelReplacement(Tagged(cancel));
-        _ = _pool!.CancelAsync(server);
+        _ = server.Pool.CancelAsync(server);
     }
 
     private async Task TryWriteFatalAsync(MySqlError error, string message)

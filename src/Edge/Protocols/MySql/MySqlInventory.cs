@@ -42,5 +42,5 @@ internal sealed class MySqlInventory(MySqlPoolRegistry pools, TimeProvider time)
         return views;
     }
 
-    public IReadOnlyList<DatabaseBackends> GetBackends() => [];
+    public IReadOnlyList<DatabaseBackends> GetBackends() => [.. pools.AllBackends];
 }

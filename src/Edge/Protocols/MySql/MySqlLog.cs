@@ -49,4 +49,7 @@ internal static partial class MySqlLog
 
     [LoggerMessage(3021, LogLevel.Information, "MySQL client {ClientId}: refused LOAD DATA LOCAL (not enabled for database {Database})")]
     public static partial void LoadLocalRefused(ILogger logger, uint clientId, string database);
+
+    [LoggerMessage(3030, LogLevel.Warning, "Closed MySQL pool {Pool} of {Host}: {Reason}")]
+    public static partial void PoolClosed(ILogger logger, string pool, string host, string reason);
 }

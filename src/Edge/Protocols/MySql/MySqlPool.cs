@@ -13,7 +13,7 @@ namespace MProxy.Edge.Protocols.MySql;
 internal readonly record struct MySqlPoolVariant(bool FoundRows, byte Collation);
 
 /// <summary>
-/// The server connections of one (database, server user, variant) upstream: the MySQL side of a
+/// The server connections of one (database, server user, variant, host) upstream: the MySQL side of a
 /// <see cref="ServerPool{TConnection}"/> — how to open, check, reset and close a connection.
 /// </summary>
 internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection>
@@ -24,6 +24,7 @@ internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection
     private readonly Action<string> _onServerVersion;
     private volatile DatabaseConfig _database;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<long, MySqlServerConnection> _live = new();
+    private readonly HostPort? _endpoint;
 
     public MySqlPool(DatabaseConfig database, string serverUser, string? serverPassword, MySqlPoolVariant variant, INetworkConnector connector, TimeProvider time, ILogger log, Action<string> onServerVersion)
     {
@@ -51,10 +52,23 @@ internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection
 
     public PoolMode Mode => _database.Pool.Mode;
 
-    public ServerPool<MySqlServerConnection> Connections { get; }
+    /// <summary>The host this pool connects to: one of the database's backends, by default its primary.</summary>
+    public HostPort Endpoint
+    {
+        get => _endpoint ?? _database.Primary;
+        init => _endpoint = value;
+    }
 
-    /// <summary>The host this pool's connections go to.</summary>
-    public HostPort Endpoint => _database.Primary;
+    /// <summary>The host's index in <see cref="Backends"/> (its breaker, balancer slot and snapshot entry).</summary>
+    public int BackendIndex { get; init; }
+
+    /// <summary>The database's monitor, balancer and router, when it has health checks.</summary>
+    public MProxy.Edge.Backends.DatabaseBackends? Backends { get; init; }
+
+    /// <summary>Whether this pool's host is the primary now (always, without health checks).</summary>
+    public bool IsPrimary => Backends is not { } backends || backends.Topology.PrimaryIndex == BackendIndex;
+
+    public ServerPool<MySqlServerConnection> Connections { get; }
 
     /// <summary>The pool's open server connections, leased or idle (for SHOW SERVERS).</summary>
     public ICollection<MySqlServerConnection> Live => _live.Values;
@@ -89,7 +103,7 @@ internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection
     /// <summary>Connects and logs in, outside the pool (for KILL QUERY).</summary>
     private async Task<(ConnectionContext Transport, MySqlServerHandshake Handshake)> ConnectAsync(DatabaseConfig database, CancellationToken cancellationToken)
     {
-        var transport = await _connector.ConnectAsync(database.Primary, cancellationToken);
+        var transport = await _connector.ConnectAsync(Endpoint, cancellationToken);
         try
         {
             var handshake = await MySqlServerLogin.LoginAsync(transport.Transport.Input, transport.Transport.Output, LoginRequest(database), cancellationToken);
@@ -110,12 +124,13 @@ internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection
         try
         {
             var (transport, handshake) = await ConnectAsync(database, linked.Token);
-            var connection = new MySqlServerConnection(this, transport, handshake, database.Primary, _time.GetTimestamp(), _log);
+            var connection = new MySqlServerConnection(this, transport, handshake, Endpoint, _time.GetTimestamp(), _log);
             connection.Start();
             _live[connection.Id] = connection;
             HasConnected = true;
             _onServerVersion(handshake.ServerVersion);
-            MySqlLog.ServerOpened(_log, connection.Id, database.Primary.ToString(), Name);
+            Backends?.Monitor.ReportConnectSuccess(BackendIndex);
+            MySqlLog.ServerOpened(_log, connection.Id, Endpoint.ToString(), Name);
             return connection;
         }
         catch (Exception e)
@@ -126,11 +141,15 @@ internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection
                 MySqlServerLoginException login => $"{login.Message} ({login.Code}/{login.SqlState})",
                 _ => e.Message,
             };
-            MySqlLog.ServerOpenFailed(_log, database.Primary.ToString(), Name, reason);
+            MySqlLog.ServerOpenFailed(_log, Endpoint.ToString(), Name, reason);
             if (e is OperationCanceledException && !timeout.IsCancellationRequested)
                 throw;
+            // The host is unreachable or broke the protocol: the breaker counts it. A refused login, a
+            // full server or an unknown database say nothing about the host's health.
+            if (e is not MySqlServerLoginException refusal || refusal.SqlState.StartsWith("08", StringComparison.Ordinal) || refusal.Code == 2013)
+                Backends?.Monitor.ReportConnectFailure(BackendIndex, reason);
             var error = e is MySqlServerLoginException { Code: 1045 } ? MySqlError.AccessDenied : MySqlError.ServerShutdown;
-            throw new MySqlErrorException(error, $"mproxy: cannot connect to server {database.Primary} for pool {Name}: {reason} [57P03]");
+            throw new MySqlErrorException(error, $"mproxy: cannot connect to server {Endpoint} for pool {Name}: {reason} [57P03]");
         }
     }
 

@@ -1,19 +1,28 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
+using MProxy.Edge.Backends;
 using MProxy.Edge.Configuration;
 using MProxy.Edge.Networking;
 using MProxy.Edge.Pooling;
 
 namespace MProxy.Edge.Protocols.MySql;
 
-/// <summary>The MySQL pools of this edge, one per (database, server user, variant), created on first use.</summary>
-internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvider time, ILoggerFactory loggers, MProxy.Edge.Qos.QosGate? qos = null)
+/// <summary>
+/// The MySQL pools of this edge — one per (database, server user, variant, host), created on first
+/// use — and, for databases with a <c>backends:</c> section and a monitor, their
+/// <see cref="DatabaseBackends"/> (monitor with <see cref="MySqlBackendProbe"/>, balancer, router).
+/// When a host's breaker opens or it stops being the primary, that host's pools are closed.
+/// </summary>
+internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvider time, ILoggerFactory loggers, MProxy.Edge.Qos.QosGate? qos = null) : IAsyncDisposable
 {
     /// <summary>The version the edge announces before any server has told it its own.</summary>
     public const string DefaultServerVersion = "5.7.99-mproxy";
 
-    private readonly ConcurrentDictionary<(string Database, string User, MySqlPoolVariant Variant), MySqlPool> _pools = new();
+    private readonly ConcurrentDictionary<(string Database, string User, MySqlPoolVariant Variant, HostPort Host), MySqlPool> _pools = new();
+    private readonly ConcurrentDictionary<string, DatabaseBackends> _backends = new();
+    private readonly object _createLock = new();
     private readonly ILogger _log = loggers.CreateLogger("MProxy.Edge.MySql.Pool");
+    private readonly ILogger _backendsLog = loggers.CreateLogger("MProxy.Edge.Backends");
     private volatile string _serverVersion = DefaultServerVersion;
 
     public ICollection<MySqlPool> All => _pools.Values;
@@ -21,16 +30,25 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
     /// <summary>The version the last server connection announced; what the edge's handshake announces.</summary>
     public string ServerVersion => _serverVersion;
 
-    public MySqlPool GetOrCreate(DatabaseConfig database, UserConfig? user, string clientUser, MySqlPoolVariant variant)
+    public ICollection<DatabaseBackends> AllBackends => _backends.Values;
+
+    /// <summary>The pool of <paramref name="host"/> (default: the database's configured primary) for this client's server login.</summary>
+    public MySqlPool GetOrCreate(DatabaseConfig database, UserConfig? user, string clientUser, MySqlPoolVariant variant, HostPort? host = null, int backendIndex = 0)
     {
         var serverUser = database.ServerUser ?? clientUser;
-        var key = (database.Name, serverUser, variant);
+        var endpoint = host ?? database.Primary;
+        var key = (database.Name, serverUser, variant, endpoint);
         if (_pools.TryGetValue(key, out var pool))
             return pool;
         var password = database.ServerUser is not null ? database.ServerPassword : user?.ServerPassword ?? user?.Password;
+        var backends = BackendsFor(database);
+        var schedulerName = backends is null ? $"{database.Name}/{serverUser}" : $"{database.Name}/{serverUser}@{endpoint}";
         return _pools.GetOrAdd(key, _ => new MySqlPool(database, serverUser, password, variant, connector, time, _log, v => _serverVersion = v)
         {
-            Scheduler = qos is { Config.Enabled: true } ? qos.CreateScheduler($"{database.Name}/{serverUser}", database.Pool.Size) : null,
+            Endpoint = endpoint,
+            BackendIndex = backendIndex,
+            Backends = backends,
+            Scheduler = qos is { Config.Enabled: true } ? qos.CreateScheduler(schedulerName, database.Pool.Size) : null,
         });
     }
 
@@ -39,6 +57,46 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
     {
         foreach (var (key, pool) in _pools)
             yield return (key.Database, pool.Connections);
+    }
+
+    /// <summary>The database's monitor, balancer and router (started on first use), or null for a single unmonitored host.</summary>
+    public DatabaseBackends? BackendsFor(DatabaseConfig database)
+    {
+        if (database.Backends is not { Monitor: { } monitor } config || database.Protocol != DatabaseProtocol.MySql)
+            return null;
+        if (_backends.TryGetValue(database.Name, out var existing))
+            return existing;
+        lock (_createLock)
+        {
+            if (_backends.TryGetValue(database.Name, out existing))
+                return existing;
+            var probe = new MySqlBackendProbe(monitor, connector, time, _backendsLog);
+            var backends = new DatabaseBackends(database.Name, config, probe, time, _backendsLog);
+            backends.Monitor.BreakerChanged += change =>
+            {
+                if (change.To == BreakerState.Open)
+                    CloseHost(database.Name, config.Hosts[change.Backend], "its circuit breaker opened");
+            };
+            backends.Monitor.PrimaryChanged += change =>
+            {
+                if (change.Previous is { } previous && previous.Endpoint != change.Current?.Endpoint)
+                    CloseHost(database.Name, previous.Endpoint, "it is no longer the primary");
+            };
+            _backends[database.Name] = backends;
+            backends.Start();
+            return backends;
+        }
+    }
+
+    private void CloseHost(string database, HostPort host, string reason)
+    {
+        foreach (var (key, pool) in _pools)
+        {
+            if (key.Database != database || key.Host != host || !_pools.TryRemove(new(key, pool)))
+                continue;
+            MySqlLog.PoolClosed(_log, pool.Name, host.ToString(), reason);
+            pool.Connections.Close();
+        }
     }
 
     /// <summary>Periodic upkeep of every pool (the janitor calls it).</summary>
@@ -54,7 +112,8 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
         foreach (var (key, pool) in _pools)
         {
             var database = config.FindDatabase(key.Database);
-            if (database is null || database.Protocol != DatabaseProtocol.MySql || database.Primary != pool.Database.Primary || database.ServerDatabase != pool.Database.ServerDatabase)
+            if (database is null || database.Protocol != DatabaseProtocol.MySql || database.Primary != pool.Database.Primary || database.ServerDatabase != pool.Database.ServerDatabase
+                || !SameHosts(database.Backends, pool.Database.Backends))
             {
                 if (_pools.TryRemove(new(key, pool)))
                     pool.Connections.Close();
@@ -66,9 +125,19 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
         }
     }
 
+    private static bool SameHosts(BackendsConfig? a, BackendsConfig? b) =>
+        a is null ? b is null : b is not null && a.Hosts.SequenceEqual(b.Hosts);
+
     public void CloseAll()
     {
         foreach (var pool in _pools.Values)
             pool.Connections.Close();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        CloseAll();
+        foreach (var backends in _backends.Values)
+            await backends.DisposeAsync();
     }
 }

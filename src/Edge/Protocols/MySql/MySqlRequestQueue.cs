@@ -25,6 +25,9 @@ internal sealed class MySqlInternalRequest
 
     public MySqlInternalResult Result { get; set; }
 
+    /// <summary>Receives each whole row packet of the response (called by the pump under the connection's lock: keep it short).</summary>
+    public Action<byte[]>? OnRow { get; init; }
+
     public void Complete() => _completion.TrySetResult(Result);
 
     public void Fail(Exception exception) => _completion.TrySetException(exception);

@@ -50,6 +50,9 @@ internal readonly struct MySqlResponseStep
     public ushort Columns { get; init; }
 
     public ushort Parameters { get; init; }
+
+    /// <summary>A row of a result set (text or binary protocol).</summary>
+    public bool IsRow { get; init; }
 }
 
 /// <summary>
@@ -132,7 +135,7 @@ internal struct MySqlResponseTracker
                 }
             case Phase.Rows:
                 if (!isEof)
-                    return default;
+                    return new MySqlResponseStep { IsRow = true };
                 return EndOfResult(ReadEof(prefix, isEof));
             case Phase.FieldList:
                 return isEof ? Finish(ReadEof(prefix, isEof)) : default;

@@ -108,6 +108,24 @@ internal sealed class MySqlServerConnection : IPooledConnection
     /// <summary>Statements prepared on this connection (for SHOW SERVERS; read without the connection's lock).</summary>
     public int PreparedStatementCount => _statements.Count;
 
+    /// <summary>The pool (and so the host) this connection belongs to.</summary>
+    public MySqlPool Pool => _pool;
+
+    /// <summary>
+    /// Behind the client's unit that wrote on the primary: the primary's GTID position, which becomes
+    /// the client's read-your-writes token (<see cref="MySqlBackendProbe.GtidSequence"/>). Called by
+    /// the client's loop while it holds the connection for writing; the connection stays attached
+    /// until the answer is in, so the client's next unit runs after the token is set.
+    /// </summary>
+    public void EnqueueCausalPositionQuery(Action<byte[]> onRow)
+    {
+        Enqueue(new MySqlPendingRequest(MySqlResponseKind.ResultSet, MySqlResponseMode.Swallow, Internal: new MySqlInternalRequest { OnRow = onRow }));
+        MySqlPacketWriter.WriteQuery(Output, CausalPositionQuery);
+    }
+
+    /// <summary>The domain and the binary log position of the primary (global variables: no privilege needed).</summary>
+    public const string CausalPositionQuery = "SELECT @@global.gtid_domain_id, @@global.gtid_binlog_pos";
+
     public bool IsAttachedTo(MySqlClientSession client) => ReferenceEquals(Volatile.Read(ref _client), client);
 
     public void Start() => _ = PumpAsync();
@@ -395,8 +413,8 @@ internal sealed class MySqlServerConnection : IPooledConnection
                     break;
                 var head = prefix[..need];
                 cursor.Slice(MySqlFrame.HeaderLength, need).CopyTo(head);
-                // An ERR is small; read it whole for its message.
-                if (need > 0 && head[0] == MySqlResponseHeader.Err && cursor.Length < total)
+                // An ERR is small; read it whole for its message. So are the rows the edge reads for itself.
+                if (need > 0 && cursor.Length < total && (head[0] == MySqlResponseHeader.Err || (_queue.Count > 0 && _queue.Head.Internal?.OnRow is not null)))
                     break;
                 disposition = HandlePacket(head, length, sequence, cursor.Slice(MySqlFrame.HeaderLength, Math.Min(length, cursor.Length - MySqlFrame.HeaderLength)), client, output);
             }
@@ -499,6 +517,8 @@ internal sealed class MySqlServerConnection : IPooledConnection
                 }
             }
         }
+        if (step.IsRow && head.Internal?.OnRow is { } onRow)
+            onRow(Contiguous(payload).ToArray());
         if (step.IsError)
         {
             var (code, _, message) = MySqlServerLogin.ParseError(Contiguous(payload));

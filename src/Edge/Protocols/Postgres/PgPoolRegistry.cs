@@ -49,7 +49,7 @@ internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider t
     /// <summary>The database's monitor, balancer and router (started on first use), or null for a single unmonitored host.</summary>
     public DatabaseBackends? BackendsFor(DatabaseConfig database)
     {
-        if (database.Backends is not { Monitor: { } monitor } config)
+        if (database.Backends is not { Monitor: { } monitor } config || database.Protocol != DatabaseProtocol.Postgres)
             return null;
         if (_backends.TryGetValue(database.Name, out var existing))
             return existing;

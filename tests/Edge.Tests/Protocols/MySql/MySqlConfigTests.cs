@@ -53,9 +53,36 @@ public sealed class MySqlConfigTests
     }
 
     [Fact]
-    public void Backends_OnAMySqlDatabase_AreRefused_ReplicasArePostgresOnly()
+    public void Backends_OnAMySqlDatabase_DefaultPort3306_AndTheServerUserMonitors()
+    {
+        var config = ConfigLoader.LoadYaml(Users + "databases:\n  - name: shop\n    protocol: mysql\n    serverUser: app_rw\n    serverPassword: s3\n"
+            + "    backends:\n      primary: db1\n      replicas: [db2, db3:3307]\n");
+        var database = Assert.Single(config.Databases);
+        var backends = Assert.IsType<MProxy.Edge.Backends.BackendsConfig>(database.Backends);
+        Assert.Equal([new HostPort("db1", 3306), new HostPort("db2", 3306), new HostPort("db3", 3307)], backends.Hosts);
+        Assert.Equal(new HostPort("db1", 3306), database.Primary);
+        Assert.Equal(new MProxy.Edge.Backends.MonitorCredentials("app_rw", "s3", "shop"), backends.Monitor);
+        Assert.True(backends.ReadYourWrites);
+    }
+
+    [Fact]
+    public void Backends_OnAMySqlDatabase_MonitorWithoutDatabase_LogsInToNone()
+    {
+        var config = ConfigLoader.LoadYaml(Users + "databases:\n  - name: shop\n    protocol: mariadb\n"
+            + "    backends:\n      hosts: [a, b]\n      monitor: { user: mon, password: m }\n");
+        var backends = config.Databases[0].Backends!;
+        Assert.Equal(MProxy.Edge.Backends.TopologyMode.Discover, backends.Mode);
+        Assert.Equal(new MProxy.Edge.Backends.MonitorCredentials("mon", "m", ""), backends.Monitor);
+        Assert.All(backends.Hosts, h => Assert.Equal(3306, h.Port));
+    }
+
+    [Fact]
+    public void Backends_OnAMySqlDatabase_Invalid_NamesTheOffendingKey()
     {
         var e = Assert.Throws<ConfigException>(() => ConfigLoader.LoadYaml(Users + "databases:\n  - name: x\n    protocol: mysql\n    backends:\n      hosts: [a:3306, b:3306]\n"));
-        Assert.Contains("databases[0].backends", e.Message);
+        Assert.Contains("databases[0].backends.monitor.user", e.Message);
+        e = Assert.Throws<ConfigException>(() => ConfigLoader.LoadYaml(Users + "databases:\n  - name: x\n    protocol: mysql\n    serverUser: u\n    backends:\n      primary: a\n      replicas: [a:3306]\n"));
+        Assert.Contains("databases[0].backends.replicas[0]", e.Message);
+        Assert.Contains("listed twice", e.Message);
     }
 }
