@@ -78,6 +78,21 @@ public sealed record BackendsConfig
 
     /// <summary>Seed of the breakers' jitter and the balancer's choices; null: derived from the database name.</summary>
     public int? Seed { get; init; }
+
+    /// <summary>
+    /// Value equality, host list included (a record compares lists by reference): a reload that
+    /// leaves a database's backends as they were keeps its pools and monitor.
+    /// </summary>
+    public bool Equals(BackendsConfig? other) =>
+        other is not null && (ReferenceEquals(this, other) ||
+            Mode == other.Mode && Hosts.SequenceEqual(other.Hosts) && Monitor == other.Monitor
+            && HealthCheckInterval == other.HealthCheckInterval && HealthCheckTimeout == other.HealthCheckTimeout && Breaker == other.Breaker
+            && MaxReplicaLagBytes == other.MaxReplicaLagBytes && MaxReplicaLag == other.MaxReplicaLag
+            && PrimaryServesReads == other.PrimaryServesReads && ReadYourWrites == other.ReadYourWrites
+            && StickinessWindow == other.StickinessWindow && Rules == other.Rules && FailoverWait == other.FailoverWait
+            && LatencyDecay == other.LatencyDecay && Seed == other.Seed);
+
+    public override int GetHashCode() => HashCode.Combine(Mode, Hosts.Count > 0 ? Hosts[0] : default, Hosts.Count, Monitor, HealthCheckInterval, MaxReplicaLag, Seed);
 }
 
 /// <summary>Circuit breaker thresholds, the same for every backend of a database.</summary>

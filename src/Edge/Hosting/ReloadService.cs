@@ -39,6 +39,7 @@ internal sealed class ConfigReloader
     private readonly ReloadSource _source;
     private readonly ConfigStore _store;
     private readonly PgPoolRegistry _pools;
+    private readonly MProxy.Edge.Protocols.MySql.MySqlPoolRegistry? _mysqlPools;
     private readonly QosGate? _qos;
     private readonly IPolicyTier? _tier;
     private readonly EdgeTelemetry? _telemetry;
@@ -49,8 +50,9 @@ internal sealed class ConfigReloader
     private int _lastSucceeded = 1;
 
     public ConfigReloader(ReloadSource source, ConfigStore store, PgPoolRegistry pools, ILogger<ConfigReloader> log,
-        QosGate? qos = null, IPolicyTier? tier = null, EdgeTelemetry? telemetry = null)
+        QosGate? qos = null, IPolicyTier? tier = null, EdgeTelemetry? telemetry = null, MProxy.Edge.Protocols.MySql.MySqlPoolRegistry? mysqlPools = null)
     {
+        _mysqlPools = mysqlPools;
         _source = source;
         _store = store;
         _pools = pools;
@@ -116,6 +118,7 @@ internal sealed class ConfigReloader
                 _store.Swap(next);
                 _qos?.Reconfigure(next.Qos);
                 _pools.Reconfigure(next);
+                _mysqlPools?.Reconfigure(next);
                 if (policy is not null && _tier is EmbeddedPolicyTier tier)
                     tier.Config.Swap(policy);
                 _telemetry?.Reconfigure(next.Telemetry);

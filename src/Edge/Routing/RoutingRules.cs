@@ -76,6 +76,14 @@ public sealed record RoutingRules
 
     internal FunctionNameSet WriteFunctionSet { get; private init; } = DefaultWriteFunctionSet;
 
+    /// <summary>Value equality, the write functions included (a record compares lists by reference).</summary>
+    public bool Equals(RoutingRules? other) =>
+        other is not null && (ReferenceEquals(this, other) ||
+            _writeFunctions.SequenceEqual(other._writeFunctions, StringComparer.Ordinal) && StandardConformingStrings == other.StandardConformingStrings
+            && MySqlNoBackslashEscapes == other.MySqlNoBackslashEscapes && MySqlAnsiQuotes == other.MySqlAnsiQuotes);
+
+    public override int GetHashCode() => HashCode.Combine(_writeFunctions.Count, StandardConformingStrings, MySqlNoBackslashEscapes, MySqlAnsiQuotes);
+
     internal SqlLexerOptions LexerOptions(SqlDialect dialect) => dialect switch
     {
         SqlDialect.PostgreSql => StandardConformingStrings ? SqlLexerOptions.None : SqlLexerOptions.BackslashInPlainStrings,

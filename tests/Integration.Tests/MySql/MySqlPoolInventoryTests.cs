@@ -79,7 +79,7 @@ public sealed class MySqlPoolInventoryTests(MariaDbFixture fixture)
             }
             foreach (var edge in edges)
                 for (var c = 0; c < 4; c++)
-                    load.Add(RunClientAsync(edge.Port, stop.Token));
+                    load.Add(Task.Run(() => RunClientAsync(edge.Port, stop.Token), Token)); // MySql.Data's *Async methods block: one thread each
 
             // Both edges want four; the silo leases each two.
             var waited = Stopwatch.StartNew();
@@ -110,6 +110,25 @@ public sealed class MySqlPoolInventoryTests(MariaDbFixture fixture)
         }
         foreach (var task in load)
             Assert.Null(task.Exception); // clients beyond the slots waited; none was refused
+    }
+
+    [Fact]
+    public async Task Reload_ReachesMySqlPools_NewSizeInForce_ClientKeepsItsConnection()
+    {
+        string Body(int size) => MySqlEdgeServer.AppConfig(fixture.Server, poolSize: size, extra: "reload: { watchFile: false }");
+        await using var edge = await Observability.ObservedEdge.StartAsync(Body(4), mySqlListener: true);
+        await using var connection = await MariaDbFixture.OpenAsync(edge.MySqlPort!.Value);
+        Assert.Equal(1L, Convert.ToInt64(await MariaDbFixture.ScalarAsync(connection, "SELECT 1")));
+        var registry = edge.Get<MySqlPoolRegistry>();
+        var pool = Assert.Single(registry.All, p => p.Database.Name == MariaDbServer.AppDatabase);
+        Assert.Equal(4, pool.Connections.Settings.Size);
+
+        await edge.RewriteAsync(Body(2));
+        Assert.True(edge.Get<MProxy.Edge.Hosting.ConfigReloader>().Reload("test").Applied);
+
+        Assert.Same(pool, Assert.Single(registry.All, p => p.Database.Name == MariaDbServer.AppDatabase));
+        Assert.Equal(2, pool.Connections.Settings.Size);
+        Assert.Equal(2L, Convert.ToInt64(await MariaDbFixture.ScalarAsync(connection, "SELECT 2")));
     }
 
     private static int Column(AdminResultSet result, string name) => result.Columns.ToList().IndexOf(name);

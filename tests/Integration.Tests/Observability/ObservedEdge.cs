@@ -30,8 +30,9 @@ internal sealed class ObservedEdge : IAsyncDisposable
 
     private readonly LogCapture _logs;
 
-    private ObservedEdge(WebApplication app, LogCapture logs, string directory, string file, int port, int adminPort)
+    private ObservedEdge(WebApplication app, LogCapture logs, string directory, string file, int port, int adminPort, int? mySqlPort)
     {
+        MySqlPort = mySqlPort;
         _app = app;
         _logs = logs;
         Directory = directory;
@@ -48,35 +49,39 @@ internal sealed class ObservedEdge : IAsyncDisposable
 
     public int AdminPort { get; }
 
+    /// <summary>The MySQL listener's port, when the edge was started with one.</summary>
+    public int? MySqlPort { get; }
+
     public T Get<T>() where T : notnull => _app.Services.GetRequiredService<T>();
 
     /// <summary>The edge's log events so far (Information and up).</summary>
     public IReadOnlyList<CapturedLog> Logs() => _logs.Events;
 
     /// <summary>Writes <paramref name="body"/> (without a listen section) to a file and starts an edge from it.</summary>
-    public static async Task<ObservedEdge> StartAsync(string body)
+    public static async Task<ObservedEdge> StartAsync(string body, bool mySqlListener = false)
     {
         var directory = System.IO.Directory.CreateTempSubdirectory("mproxy-obs-").FullName;
         var file = Path.Combine(directory, "mproxy.yaml");
         var port = FreePort.Next();
         var adminPort = FreePort.Next();
-        await File.WriteAllTextAsync(file, Listen(port, adminPort) + body);
+        int? mySqlPort = mySqlListener ? FreePort.Next() : null;
+        await File.WriteAllTextAsync(file, Listen(port, adminPort, mySqlPort) + body);
         var overrides = new CommandLineOverrides { ConfigFile = file };
         var logs = new LogCapture();
         var app = EdgeHost.Build(ConfigLoader.Load(overrides), LogLevel.Information, source: overrides, logs: logs);
         await app.StartAsync();
-        return new ObservedEdge(app, logs, directory, file, port, adminPort);
+        return new ObservedEdge(app, logs, directory, file, port, adminPort, mySqlPort);
     }
 
-    private static string Listen(int port, int adminPort) => string.Create(CultureInfo.InvariantCulture, $"""
+    private static string Listen(int port, int adminPort, int? mySqlPort) => string.Create(CultureInfo.InvariantCulture, $"""
         listen:
           postgres: 127.0.0.1:{port}
           admin: 127.0.0.1:{adminPort}
-
+        {(mySqlPort is { } mysql ? $"  mysql: 127.0.0.1:{mysql}\n" : "")}
         """);
 
     /// <summary>Replaces the file's content (the listen section stays).</summary>
-    public Task RewriteAsync(string body) => File.WriteAllTextAsync(ConfigFile, Listen(Port, AdminPort) + body);
+    public Task RewriteAsync(string body) => File.WriteAllTextAsync(ConfigFile, Listen(Port, AdminPort, MySqlPort) + body);
 
     /// <summary>Users and the database <c>app</c> on <paramref name="server"/>, with an admin user.</summary>
     public static string Users(PostgresServer server, params string[] extraUsers) => $"""

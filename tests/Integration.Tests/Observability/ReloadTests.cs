@@ -70,6 +70,30 @@ public sealed class ReloadTests(PostgresFixture postgres) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Reload_UnchangedDatabase_KeepsItsPoolMonitorAndServerConnections()
+    {
+        // The database has monitor credentials (serverUser), so it has a backends section and a
+        // health monitor; a reload that does not change it must not close its pool or monitor.
+        await using var edge = await ObservedEdge.StartAsync(Config(100_000, watchFile: false));
+        await using var client = await edge.OpenAsync(Tenant);
+        await BackendPidAsync(client);
+        var registry = edge.Get<MProxy.Edge.Protocols.Postgres.PgPoolRegistry>();
+        var pool = Assert.Single(registry.All);
+        var backends = Assert.Single(registry.AllBackends);
+        var servers = pool.Live.Select(s => s.Id).Order().ToList();
+        Assert.NotEmpty(servers);
+
+        await edge.RewriteAsync(Config(2_000, watchFile: false));
+        Assert.True(edge.Get<ConfigReloader>().Reload("test").Applied);
+
+        Assert.Same(pool, Assert.Single(registry.All));
+        Assert.Same(backends, Assert.Single(registry.AllBackends));
+        Assert.Equal(servers, pool.Live.Select(s => s.Id).Order().ToList());
+        await BackendPidAsync(client);
+        Assert.Same(pool, Assert.Single(registry.All));
+    }
+
+    [Fact]
     public async Task Sighup_TenantBudgetChanges_ClientStaysConnected()
     {
         await using var edge = await ObservedEdge.StartAsync(Config(100_000, watchFile: false));

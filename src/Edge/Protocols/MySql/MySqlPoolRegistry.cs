@@ -113,7 +113,7 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
         {
             var database = config.FindDatabase(key.Database);
             if (database is null || database.Protocol != DatabaseProtocol.MySql || database.Primary != pool.Database.Primary || database.ServerDatabase != pool.Database.ServerDatabase
-                || !SameHosts(database.Backends, pool.Database.Backends))
+                || database.Backends != pool.Database.Backends)
             {
                 if (_pools.TryRemove(new(key, pool)))
                     pool.Connections.Close();
@@ -123,10 +123,10 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
                 pool.Reconfigure(database, qos?.Config.CoDel);
             }
         }
+        DatabaseBackends.RetireChanged(_backends, name => config.FindDatabase(name) is { Protocol: DatabaseProtocol.MySql } d ? d.Backends : null);
+        foreach (var database in config.Databases)
+            BackendsFor(database);
     }
-
-    private static bool SameHosts(BackendsConfig? a, BackendsConfig? b) =>
-        a is null ? b is null : b is not null && a.Hosts.SequenceEqual(b.Hosts);
 
     public void CloseAll()
     {

@@ -116,6 +116,9 @@ internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider t
                 pool.Reconfigure(database, qos?.Config.CoDel);
             }
         }
+        DatabaseBackends.RetireChanged(_backends, name => config.FindDatabase(name) is { Protocol: DatabaseProtocol.Postgres } d ? d.Backends : null);
+        foreach (var database in config.Databases)
+            BackendsFor(database);
     }
 
     public void CloseAll()
