@@ -3,7 +3,6 @@ using System.Runtime.InteropServices;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using MProxy.Abstractions.Policy;
-using MProxy.Edge.Backends;
 using MProxy.Edge.Configuration;
 using MProxy.Edge.Protocols.Postgres;
 using MProxy.Edge.Qos;
@@ -167,7 +166,7 @@ internal sealed class ConfigReloader
             var old = current.FindDatabase(database.Name);
             if (old is not null && (old.Backends is not null || database.Backends is not null))
             {
-                if (!SameBackends(old.Backends, database.Backends))
+                if (old.Backends != database.Backends) // value equality, hosts and rules included
                     kept.Add($"databases[{i}].backends");
                 database = database with { Backends = old.Backends, Primary = old.Primary };
             }
@@ -186,17 +185,6 @@ internal sealed class ConfigReloader
         a.Silos.SequenceEqual(b.Silos) && a.EdgeId == b.EdgeId && a.CallTimeout == b.CallTimeout && a.BackoffBase == b.BackoffBase
         && a.BackoffMax == b.BackoffMax && a.LocalShareFloorRuPerSecond.Equals(b.LocalShareFloorRuPerSecond)
         && a.MaxFingerprintsPerExchange == b.MaxFingerprintsPerExchange && a.File == b.File;
-
-    private static bool SameBackends(BackendsConfig? a, BackendsConfig? b)
-    {
-        if (a is null || b is null)
-            return a is null && b is null;
-        return a.Mode == b.Mode && a.Hosts.SequenceEqual(b.Hosts) && Equals(a.Monitor, b.Monitor)
-            && a.HealthCheckInterval == b.HealthCheckInterval && a.HealthCheckTimeout == b.HealthCheckTimeout && Equals(a.Breaker, b.Breaker)
-            && a.MaxReplicaLagBytes == b.MaxReplicaLagBytes && a.MaxReplicaLag == b.MaxReplicaLag && a.PrimaryServesReads == b.PrimaryServesReads
-            && a.ReadYourWrites == b.ReadYourWrites && a.StickinessWindow == b.StickinessWindow && a.FailoverWait == b.FailoverWait
-            && a.LatencyDecay == b.LatencyDecay && a.Seed == b.Seed;
-    }
 }
 
 /// <summary>
