@@ -47,21 +47,6 @@ public sealed class DatabaseBackends : IAsyncDisposable
 
     public void Start() => Monitor.Start();
 
-    /// <summary>
-    /// After a reload: removes (and disposes, in the background) the backends of databases that are
-    /// gone or whose backends section changed, so that the next use builds them from the new
-    /// configuration. <paramref name="current"/> gives a database's backends section now (null: gone).
-    /// </summary>
-    public static void RetireChanged(System.Collections.Concurrent.ConcurrentDictionary<string, DatabaseBackends> all, Func<string, BackendsConfig?> current)
-    {
-        foreach (var (name, backends) in all)
-        {
-            if (current(name) == backends.Config || !all.TryRemove(new(name, backends)))
-                continue;
-            _ = backends.DisposeAsync().AsTask();
-        }
-    }
-
     public async ValueTask DisposeAsync()
     {
         await Monitor.DisposeAsync().ConfigureAwait(false);

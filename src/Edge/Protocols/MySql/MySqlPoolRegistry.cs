@@ -19,10 +19,13 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
     public const string DefaultServerVersion = "5.7.99-mproxy";
 
     private readonly ConcurrentDictionary<(string Database, string User, MySqlPoolVariant Variant, HostPort Host), MySqlPool> _pools = new();
-    private readonly ConcurrentDictionary<string, DatabaseBackends> _backends = new();
-    private readonly object _createLock = new();
     private readonly ILogger _log = loggers.CreateLogger("MProxy.Edge.MySql.Pool");
     private readonly ILogger _backendsLog = loggers.CreateLogger("MProxy.Edge.Backends");
+    private BackendsRegistry? _backendSet;
+
+    /// <summary>This adapter's databases' backends, with its own health check; they close a host's pools when it is lost.</summary>
+    private BackendsRegistry BackendSet => LazyInitializer.EnsureInitialized(ref _backendSet,
+        () => new BackendsRegistry(DatabaseProtocol.MySql, monitor => new MySqlBackendProbe(monitor, connector, time, _backendsLog), CloseHost, time, _backendsLog));
     private volatile string _serverVersion = DefaultServerVersion;
 
     public ICollection<MySqlPool> All => _pools.Values;
@@ -30,7 +33,7 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
     /// <summary>The version the last server connection announced; what the edge's handshake announces.</summary>
     public string ServerVersion => _serverVersion;
 
-    public ICollection<DatabaseBackends> AllBackends => _backends.Values;
+    public ICollection<DatabaseBackends> AllBackends => BackendSet.All;
 
     /// <summary>The pool of <paramref name="host"/> (default: the database's configured primary) for this client's server login.</summary>
     public MySqlPool GetOrCreate(DatabaseConfig database, UserConfig? user, string clientUser, MySqlPoolVariant variant, HostPort? host = null, int backendIndex = 0)
@@ -60,33 +63,7 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
     }
 
     /// <summary>The database's monitor, balancer and router (started on first use), or null for a single unmonitored host.</summary>
-    public DatabaseBackends? BackendsFor(DatabaseConfig database)
-    {
-        if (database.Backends is not { Monitor: { } monitor } config || database.Protocol != DatabaseProtocol.MySql)
-            return null;
-        if (_backends.TryGetValue(database.Name, out var existing))
-            return existing;
-        lock (_createLock)
-        {
-            if (_backends.TryGetValue(database.Name, out existing))
-                return existing;
-            var probe = new MySqlBackendProbe(monitor, connector, time, _backendsLog);
-            var backends = new DatabaseBackends(database.Name, config, probe, time, _backendsLog);
-            backends.Monitor.BreakerChanged += change =>
-            {
-                if (change.To == BreakerState.Open)
-                    CloseHost(database.Name, config.Hosts[change.Backend], "its circuit breaker opened");
-            };
-            backends.Monitor.PrimaryChanged += change =>
-            {
-                if (change.Previous is { } previous && previous.Endpoint != change.Current?.Endpoint)
-                    CloseHost(database.Name, previous.Endpoint, "it is no longer the primary");
-            };
-            _backends[database.Name] = backends;
-            backends.Start();
-            return backends;
-        }
-    }
+    public DatabaseBackends? BackendsFor(DatabaseConfig database) => BackendSet.For(database);
 
     private void CloseHost(string database, HostPort host, string reason)
     {
@@ -123,9 +100,7 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
                 pool.Reconfigure(database, qos?.Config.CoDel);
             }
         }
-        DatabaseBackends.RetireChanged(_backends, name => config.FindDatabase(name) is { Protocol: DatabaseProtocol.MySql } d ? d.Backends : null);
-        foreach (var database in config.Databases)
-            BackendsFor(database);
+        BackendSet.Reconfigure(config);
     }
 
     public void CloseAll()
@@ -137,7 +112,6 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
     public async ValueTask DisposeAsync()
     {
         CloseAll();
-        foreach (var backends in _backends.Values)
-            await backends.DisposeAsync();
+        await BackendSet.DisposeAsync();
     }
 }

@@ -16,15 +16,18 @@ namespace MProxy.Edge.Protocols.Postgres;
 internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider time, ILoggerFactory loggers, MProxy.Edge.Qos.QosGate? qos = null) : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<(string Database, string User, HostPort Host), PgPool> _pools = new();
-    private readonly ConcurrentDictionary<string, DatabaseBackends> _backends = new();
     private readonly ConcurrentDictionary<string, PgStatementCatalog> _catalogs = new();
-    private readonly object _createLock = new();
     private readonly ILogger _log = loggers.CreateLogger("MProxy.Edge.Postgres.Pool");
     private readonly ILogger _backendsLog = loggers.CreateLogger("MProxy.Edge.Backends");
+    private BackendsRegistry? _backendSet;
+
+    /// <summary>This adapter's databases' backends, with its own health check; they close a host's pools when it is lost.</summary>
+    private BackendsRegistry BackendSet => LazyInitializer.EnsureInitialized(ref _backendSet,
+        () => new BackendsRegistry(DatabaseProtocol.Postgres, monitor => new PgBackendProbe(monitor, connector, time, _backendsLog), CloseHost, time, _backendsLog));
 
     public ICollection<PgPool> All => _pools.Values;
 
-    public ICollection<DatabaseBackends> AllBackends => _backends.Values;
+    public ICollection<DatabaseBackends> AllBackends => BackendSet.All;
 
     /// <summary>The pool of <paramref name="host"/> (default: the database's configured primary) for this client's server login.</summary>
     public PgPool GetOrCreate(EdgeConfig config, DatabaseConfig database, UserConfig? user, string clientUser, HostPort? host = null, int backendIndex = 0)
@@ -47,33 +50,7 @@ internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider t
     }
 
     /// <summary>The database's monitor, balancer and router (started on first use), or null for a single unmonitored host.</summary>
-    public DatabaseBackends? BackendsFor(DatabaseConfig database)
-    {
-        if (database.Backends is not { Monitor: { } monitor } config || database.Protocol != DatabaseProtocol.Postgres)
-            return null;
-        if (_backends.TryGetValue(database.Name, out var existing))
-            return existing;
-        lock (_createLock)
-        {
-            if (_backends.TryGetValue(database.Name, out existing))
-                return existing;
-            var probe = new PgBackendProbe(monitor, connector, time, _backendsLog);
-            var backends = new DatabaseBackends(database.Name, config, probe, time, _backendsLog);
-            backends.Monitor.BreakerChanged += change =>
-            {
-                if (change.To == BreakerState.Open)
-                    CloseHost(database.Name, config.Hosts[change.Backend], "its circuit breaker opened");
-            };
-            backends.Monitor.PrimaryChanged += change =>
-            {
-                if (change.Previous is { } previous && previous.Endpoint != change.Current?.Endpoint)
-                    CloseHost(database.Name, previous.Endpoint, "it is no longer the primary");
-            };
-            _backends[database.Name] = backends;
-            backends.Start();
-            return backends;
-        }
-    }
+    public DatabaseBackends? BackendsFor(DatabaseConfig database) => BackendSet.For(database);
 
     private void CloseHost(string database, HostPort host, string reason)
     {
@@ -116,9 +93,7 @@ internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider t
                 pool.Reconfigure(database, qos?.Config.CoDel);
             }
         }
-        DatabaseBackends.RetireChanged(_backends, name => config.FindDatabase(name) is { Protocol: DatabaseProtocol.Postgres } d ? d.Backends : null);
-        foreach (var database in config.Databases)
-            BackendsFor(database);
+        BackendSet.Reconfigure(config);
     }
 
     public void CloseAll()
@@ -130,7 +105,6 @@ internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider t
     public async ValueTask DisposeAsync()
     {
         CloseAll();
-        foreach (var backends in _backends.Values)
-            await backends.DisposeAsync();
+        await BackendSet.DisposeAsync();
     }
 }
