@@ -75,8 +75,12 @@ public sealed class MetricsTests(PostgresFixture postgres) : IAsyncLifetime
         Assert.Equal(pool.Active, scrape.Value("mproxy_pool_connections", [.. poolLabels, ("state", "active")]));
         Assert.True(pool.Idle >= 1);
         Assert.Equal(0, scrape.Value("mproxy_pool_waiting", poolLabels));
-        Assert.True(scrape.Sum("mproxy_scheduler_outcomes_total", ("outcome", "granted")) >= reads + writes);
-        Assert.Equal(reads + writes, scrape.Sum("mproxy_scheduler_wait_seconds_count", ("priority", "high")));
+        // One scheduler slot per unit that needed a server connection: a query that arrives before the
+        // edge has released the previous one's connection (the client sends on ReadyForQuery, the edge
+        // releases just after relaying it) continues on that connection and its slot.
+        var granted = scrape.Sum("mproxy_scheduler_outcomes_total", ("outcome", "granted"));
+        Assert.InRange(granted, 1, reads + writes);
+        Assert.Equal(granted, scrape.Sum("mproxy_scheduler_wait_seconds_count", ("priority", "high")));
         Assert.Equal(1, scrape.Value("mproxy_clients_connected"));
         Assert.Equal(1, scrape.Value("mproxy_policy_state", ("state", "connected")) + scrape.Value("mproxy_policy_state", ("state", "starting")));
         Assert.Equal(0, scrape.Value("mproxy_policy_degraded"));
