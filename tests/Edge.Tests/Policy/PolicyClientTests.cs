@@ -247,7 +247,11 @@ public sealed class PolicyClientTests
         await client.StartAsync(Token);
         await tier.Calls.ReadAsync(Token);
         Assert.False(tier.Calls.TryRead(out _));
-        while (time.NextDue is null) // the loop is arming its delay
+        // Wait for the loop's delay (due one interval from now), not just any timer: the exchange's
+        // call-timeout timer is armed first, and advancing the clock before the delay is armed would
+        // push the next exchange out of reach (the test then hung).
+        var nextExchange = time.GetUtcNow() + TimeSpan.FromSeconds(1);
+        while (time.NextDue != nextExchange)
             await Task.Yield();
         time.Advance(TimeSpan.FromSeconds(1));
         var second = await tier.Calls.ReadAsync(Token);
