@@ -1,9 +1,7 @@
-using System.Collections.Concurrent;
 using System.Globalization;
-using Microsoft.AspNetCore.Connections;
+using System.IO.Pipelines;
 using Microsoft.Extensions.Logging;
 using MProxy.Edge.Backends;
-using MProxy.Edge.Configuration;
 using MProxy.Edge.Networking;
 
 namespace MProxy.Edge.Protocols.MySql;
@@ -36,7 +34,8 @@ namespace MProxy.Edge.Protocols.MySql;
 /// <c>@@read_only</c> alone and there is no replay age.</para>
 /// <para>Thread-safe: probes of different hosts run concurrently, probes of one host one at a time.</para>
 /// </remarks>
-internal sealed class MySqlBackendProbe : IBackendProbe, IAsyncDisposable
+internal sealed class MySqlBackendProbe(MonitorCredentials credentials, INetworkConnector connector, TimeProvider time, ILogger log)
+    : MonitorConnectionProbe(credentials, connector, time, log)
 {
     /// <summary>Variables first (they cannot fail), then the replication status, in one round trip.</summary>
     public const string Query =
@@ -48,78 +47,31 @@ internal sealed class MySqlBackendProbe : IBackendProbe, IAsyncDisposable
     /// <summary>utf8mb4_general_ci.</summary>
     private const byte Collation = 45;
 
-    private readonly ConcurrentDictionary<HostPort, ProbeConnection> _connections = new();
-    private readonly MonitorCredentials _credentials;
-    private readonly INetworkConnector _connector;
-    private readonly TimeProvider _time;
-    private readonly ILogger _log;
-
-    public MySqlBackendProbe(MonitorCredentials credentials, INetworkConnector connector, TimeProvider time, ILogger log)
+    protected override Task LoginAsync(IDuplexPipe transport, CancellationToken cancellationToken)
     {
-        _credentials = credentials;
-        _connector = connector;
-        _time = time;
-        _log = log;
+        var capabilities = MySqlServerLogin.Wanted;
+        if (Credentials.Database.Length == 0)
+            capabilities &= ~MySqlCapabilities.ConnectWithDb;
+        var request = new MySqlLoginRequest(Credentials.User, Credentials.Password, Credentials.Database, Collation, capabilities);
+        return MySqlServerLogin.LoginAsync(transport.Input, transport.Output, request, cancellationToken);
     }
 
-    public async ValueTask<BackendProbeResult> ProbeAsync(HostPort endpoint, CancellationToken cancellationToken)
-    {
-        var connection = _connections.GetOrAdd(endpoint, static e => new ProbeConnection(e));
-        await connection.Gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            if (connection.Transport is null)
-                await ConnectAsync(connection, cancellationToken).ConfigureAwait(false);
-            return await RunQueryAsync(connection.Transport!, cancellationToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            await CloseAsync(connection, "the health check was cancelled or timed out").ConfigureAwait(false);
-            throw;
-        }
-        catch (Exception e)
-        {
-            var reason = e is MySqlServerLoginException login ? $"{login.Message} ({login.Code}/{login.SqlState})" : e.Message;
-            await CloseAsync(connection, reason).ConfigureAwait(false);
-            return BackendProbeResult.Failed(reason);
-        }
-        finally
-        {
-            connection.Gate.Release();
-        }
-    }
+    protected override void WriteGoodbye(PipeWriter output) => MySqlPacketWriter.WriteCommand(output, MySqlCommandCode.Quit);
 
-    private async Task ConnectAsync(ProbeConnection connection, CancellationToken cancellationToken)
-    {
-        var transport = await _connector.ConnectAsync(connection.Endpoint, cancellationToken).ConfigureAwait(false);
-        try
-        {
-            var capabilities = MySqlServerLogin.Wanted;
-            if (_credentials.Database.Length == 0)
-                capabilities &= ~MySqlCapabilities.ConnectWithDb;
-            var request = new MySqlLoginRequest(_credentials.User, _credentials.Password, _credentials.Database, Collation, capabilities);
-            await MySqlServerLogin.LoginAsync(transport.Transport.Input, transport.Transport.Output, request, cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            await transport.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
-        connection.Transport = transport;
-        BackendsLog.ProbeConnected(_log, connection.Endpoint.ToString(), _credentials.User);
-    }
+    protected override string DescribeFailure(Exception e) =>
+        e is MySqlServerLoginException login ? $"{login.Message} ({login.Code}/{login.SqlState})" : e.Message;
 
-    private static async Task<BackendProbeResult> RunQueryAsync(ConnectionContext transport, CancellationToken cancellationToken)
+    protected override async Task<BackendProbeResult> QueryAsync(IDuplexPipe transport, CancellationToken cancellationToken)
     {
-        MySqlPacketWriter.WriteQuery(transport.Transport.Output, Query);
-        await transport.Transport.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
-        var variables = await MySqlTextResult.ReadAsync(transport.Transport.Input, cancellationToken).ConfigureAwait(false);
+        MySqlPacketWriter.WriteQuery(transport.Output, Query);
+        await transport.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
+        var variables = await MySqlTextResult.ReadAsync(transport.Input, cancellationToken).ConfigureAwait(false);
         if (!variables.MoreResults)
             throw new IOException("the health check's second statement did not run");
         MySqlTextResult? status;
         try
         {
-            status = await MySqlTextResult.ReadAsync(transport.Transport.Input, cancellationToken).ConfigureAwait(false);
+            status = await MySqlTextResult.ReadAsync(transport.Input, cancellationToken).ConfigureAwait(false);
         }
         catch (MySqlServerLoginException e) when (e.Code == SpecificAccessDenied)
         {
@@ -185,55 +137,5 @@ internal sealed class MySqlBackendProbe : IBackendProbe, IAsyncDisposable
                 best = Math.Max(best, seq);
         }
         return best;
-    }
-
-    private async Task CloseAsync(ProbeConnection connection, string reason)
-    {
-        if (connection.Transport is not { } transport)
-            return;
-        connection.Transport = null;
-        BackendsLog.ProbeDisconnected(_log, connection.Endpoint.ToString(), reason);
-        try
-        {
-            MySqlPacketWriter.WriteCommand(transport.Transport.Output, MySqlCommandCode.Quit);
-            await transport.Transport.Output.FlushAsync().AsTask().WaitAsync(TimeSpan.FromMilliseconds(100), _time).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or TimeoutException or OperationCanceledException or InvalidOperationException or ConnectionResetException)
-        {
-            // the server may already be gone
-        }
-        try
-        {
-            await transport.DisposeAsync().ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
-        {
-            // already closed
-        }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        foreach (var connection in _connections.Values)
-        {
-            await connection.Gate.WaitAsync().ConfigureAwait(false);
-            try
-            {
-                await CloseAsync(connection, "the monitor stopped").ConfigureAwait(false);
-            }
-            finally
-            {
-                connection.Gate.Release();
-            }
-        }
-    }
-
-    private sealed class ProbeConnection(HostPort endpoint)
-    {
-        public HostPort Endpoint { get; } = endpoint;
-
-        public SemaphoreSlim Gate { get; } = new(1, 1);
-
-        public ConnectionContext? Transport { get; set; }
     }
 }

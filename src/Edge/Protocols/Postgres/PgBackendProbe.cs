@@ -1,11 +1,8 @@
 using System.Buffers.Binary;
-using System.Collections.Concurrent;
 using System.Globalization;
 using System.IO.Pipelines;
-using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using MProxy.Edge.Backends;
-using MProxy.Edge.Configuration;
 using MProxy.Edge.Networking;
 
 namespace MProxy.Edge.Protocols.Postgres;
@@ -19,7 +16,8 @@ namespace MProxy.Edge.Protocols.Postgres;
 /// Thread-safe: probes of different hosts run concurrently, probes of one host one at a time. The
 /// query needs no privilege beyond LOGIN: every function it calls is executable by PUBLIC.
 /// </remarks>
-internal sealed class PgBackendProbe : IBackendProbe, IAsyncDisposable
+internal sealed class PgBackendProbe(MonitorCredentials credentials, INetworkConnector connector, TimeProvider time, ILogger log)
+    : MonitorConnectionProbe(credentials, connector, time, log)
 {
     /// <summary>
     /// Role and positions in one round trip. <c>pg_is_in_recovery()</c> is evaluated once (a
@@ -36,76 +34,25 @@ internal sealed class PgBackendProbe : IBackendProbe, IAsyncDisposable
 
     private const int MaxMessageBytes = 64 * 1024;
 
-    private readonly ConcurrentDictionary<HostPort, ProbeConnection> _connections = new();
-    private readonly MonitorCredentials _credentials;
-    private readonly INetworkConnector _connector;
-    private readonly TimeProvider _time;
-    private readonly ILogger _log;
+    protected override Task LoginAsync(IDuplexPipe transport, CancellationToken cancellationToken) =>
+        PgServerLogin.LoginAsync(transport.Input, transport.Output, Credentials.User, Credentials.Database, Credentials.Password, MaxMessageBytes,
+            cancellationToken, PgServerLogin.HealthCheckApplicationName);
 
-    public PgBackendProbe(MonitorCredentials credentials, INetworkConnector connector, TimeProvider time, ILogger log)
-    {
-        _credentials = credentials;
-        _connector = connector;
-        _time = time;
-        _log = log;
-    }
+    protected override void WriteGoodbye(PipeWriter output) => PgMessageWriter.WriteTerminate(output);
 
-    public async ValueTask<BackendProbeResult> ProbeAsync(HostPort endpoint, CancellationToken cancellationToken)
-    {
-        var connection = _connections.GetOrAdd(endpoint, static e => new ProbeConnection(e));
-        await connection.Gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            if (connection.Transport is null)
-                await ConnectAsync(connection, cancellationToken).ConfigureAwait(false);
-            return await RunQueryAsync(connection, cancellationToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            await CloseAsync(connection, "the health check was cancelled or timed out").ConfigureAwait(false);
-            throw;
-        }
-        catch (Exception e)
-        {
-            var reason = e is PgServerLoginException login ? $"{login.Message} ({login.SqlState})" : e.Message;
-            await CloseAsync(connection, reason).ConfigureAwait(false);
-            return BackendProbeResult.Failed(reason);
-        }
-        finally
-        {
-            connection.Gate.Release();
-        }
-    }
+    protected override string DescribeFailure(Exception e) =>
+        e is PgServerLoginException login ? $"{login.Message} ({login.SqlState})" : e.Message;
 
-    private async Task ConnectAsync(ProbeConnection connection, CancellationToken cancellationToken)
+    protected override async Task<BackendProbeResult> QueryAsync(IDuplexPipe transport, CancellationToken cancellationToken)
     {
-        var transport = await _connector.ConnectAsync(connection.Endpoint, cancellationToken).ConfigureAwait(false);
-        try
-        {
-            await PgServerLogin.LoginAsync(transport.Transport.Input, transport.Transport.Output,
-                _credentials.User, _credentials.Database, _credentials.Password, MaxMessageBytes, cancellationToken,
-                PgServerLogin.HealthCheckApplicationName).ConfigureAwait(false);
-        }
-        catch
-        {
-            await transport.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
-        connection.Transport = transport;
-        BackendsLog.ProbeConnected(_log, connection.Endpoint.ToString(), _credentials.User);
-    }
-
-    private static async Task<BackendProbeResult> RunQueryAsync(ProbeConnection connection, CancellationToken cancellationToken)
-    {
-        var transport = connection.Transport!;
-        PgMessageWriter.WriteQuery(transport.Transport.Output, Query);
-        await transport.Transport.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
+        PgMessageWriter.WriteQuery(transport.Output, Query);
+        await transport.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
 
         BackendProbeResult? row = null;
         string? error = null;
         while (true)
         {
-            var (code, payload) = await ReadMessageAsync(transport.Transport.Input, cancellationToken).ConfigureAwait(false);
+            var (code, payload) = await ReadMessageAsync(transport.Input, cancellationToken).ConfigureAwait(false);
             switch ((PgBackendCode)code)
             {
                 case PgBackendCode.DataRow:
@@ -190,55 +137,5 @@ internal sealed class PgBackendProbe : IBackendProbe, IAsyncDisposable
             if (result.IsCompleted || result.IsCanceled)
                 throw new IOException("the server closed the monitoring connection");
         }
-    }
-
-    private async Task CloseAsync(ProbeConnection connection, string reason)
-    {
-        if (connection.Transport is not { } transport)
-            return;
-        connection.Transport = null;
-        BackendsLog.ProbeDisconnected(_log, connection.Endpoint.ToString(), reason);
-        try
-        {
-            PgMessageWriter.WriteTerminate(transport.Transport.Output);
-            await transport.Transport.Output.FlushAsync().AsTask().WaitAsync(TimeSpan.FromMilliseconds(100), _time).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or TimeoutException or OperationCanceledException or InvalidOperationException or ConnectionResetException)
-        {
-            // the server may already be gone
-        }
-        try
-        {
-            await transport.DisposeAsync().ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
-        {
-            // already closed
-        }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        foreach (var connection in _connections.Values)
-        {
-            await connection.Gate.WaitAsync().ConfigureAwait(false);
-            try
-            {
-                await CloseAsync(connection, "the monitor stopped").ConfigureAwait(false);
-            }
-            finally
-            {
-                connection.Gate.Release();
-            }
-        }
-    }
-
-    private sealed class ProbeConnection(HostPort endpoint)
-    {
-        public HostPort Endpoint { get; } = endpoint;
-
-        public SemaphoreSlim Gate { get; } = new(1, 1);
-
-        public ConnectionContext? Transport { get; set; }
     }
 }
