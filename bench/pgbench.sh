@@ -7,6 +7,9 @@
 #
 # Usage: bench/pgbench.sh [rows...]      rows: select50 tpcb50 select250 prepared50 extended50
 # Env:   DURATION=20 ROUNDS=3 POOL=20 SCALE=10
+#        CANDIDATE_DLL=path/to/mproxy.dll and/or CANDIDATE_ENV="NAME=value ..." add a second mproxy
+#        (another build, or the same build with other runtime settings), measured in the same rounds
+#        and printed as its own columns: the A/B comparison this noisy box allows.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/lib.sh
@@ -25,7 +28,9 @@ bin=$(pg_bindir)
 work=$(mktemp -d /tmp/mproxy-bench.XXXXXX)
 chmod 755 "$work"
 [ "$(id -u)" -eq 0 ] && chown postgres "$work"
-pg_port=$(free_port); bouncer_port=$(free_port); mproxy_port=$(free_port)
+pg_port=$(free_port); bouncer_port=$(free_port); mproxy_port=$(free_port); candidate_port=$(free_port)
+CANDIDATE_DLL=${CANDIDATE_DLL:-}; CANDIDATE_ENV=${CANDIDATE_ENV:-}
+candidate=""; [ -n "$CANDIDATE_DLL$CANDIDATE_ENV" ] && candidate=1
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -75,7 +80,17 @@ dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.1:$mpro
 mproxy_pid=$!
 bouncer_pid=$(cat "$work/pgbouncer.pid")
 pids+=("$mproxy_pid" "$bouncer_pid")
-for port in "$bouncer_port" "$mproxy_port"; do
+ports=("$bouncer_port" "$mproxy_port")
+if [ -n "$candidate" ]; then
+  # shellcheck disable=SC2086 # CANDIDATE_ENV is a list of NAME=value words
+  env $CANDIDATE_ENV dotnet "${CANDIDATE_DLL:-$root/src/Edge/bin/Release/net10.0/mproxy.dll}" --listen "127.0.0.1:$candidate_port" \
+    --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" --pool-size "$POOL" --pool-mode transaction \
+    --log-level Warning > "$work/candidate.log" 2>&1 &
+  candidate_pid=$!
+  pids+=("$candidate_pid"); ports+=("$candidate_port")
+  echo "==> candidate mproxy on $candidate_port: ${CANDIDATE_DLL:-same build} ${CANDIDATE_ENV}" >&2
+fi
+for port in "${ports[@]}"; do
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
 done
 
@@ -112,16 +127,26 @@ median1() { python3 -c 'import sys,math,statistics; v=[float(x) for x in sys.arg
 
 # Proxy CPU per transaction (user + system time of the proxy process ÷ transactions) is the steadier
 # figure on a shared box: TPS moves with whatever else runs, the proxy's own cost per query does not.
-printf '\n| row | direct TPS | PgBouncer TPS | mproxy TPS | mproxy/direct | mproxy/PgBouncer | mproxy failed tx | PgBouncer CPU µs/tx | mproxy CPU µs/tx |\n'
-printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+header='| row | direct TPS | PgBouncer TPS | mproxy TPS | mproxy/direct | mproxy/PgBouncer | mproxy failed tx | PgBouncer CPU µs/tx | mproxy CPU µs/tx |'
+rule='|---|---:|---:|---:|---:|---:|---:|---:|---:|'
+[ -n "$candidate" ] && header+=' candidate TPS | candidate/PgBouncer | candidate CPU µs/tx |' && rule+='---:|---:|---:|'
+printf '\n%s\n%s\n' "$header" "$rule"
 for row in "${rows[@]}"; do
-  d=(); b=(); m=(); bc=(); mc=(); mf=0
+  d=(); b=(); m=(); bc=(); mc=(); k=(); kc=(); mf=0
   for ((r = 1; r <= ROUNDS; r++)); do
     read -r t _ _ < <(run_pgbench "$pg_port" "$row"); d+=("$t")
     read -r t _ c < <(run_pgbench "$bouncer_port" "$row" "$bouncer_pid"); b+=("$t"); bc+=("$c")
     read -r t f c < <(run_pgbench "$mproxy_port" "$row" "$mproxy_pid"); m+=("$t"); mc+=("$c"); [ "$f" = "?" ] || mf=$((mf + f))
+    if [ -n "$candidate" ]; then
+      read -r t _ c < <(run_pgbench "$candidate_port" "$row" "$candidate_pid"); k+=("$t"); kc+=("$c")
+    fi
   done
   dm=$(median "${d[@]}"); bm=$(median "${b[@]}"); mm=$(median "${m[@]}"); bcm=$(median1 "${bc[@]}"); mcm=$(median1 "${mc[@]}")
   rd=$(python3 -c "print(f'{$mm/$dm:.2f}' if $dm else 'n/a')"); rb=$(python3 -c "print(f'{$mm/$bm:.2f}' if $bm else 'n/a')")
-  printf '| %s | %s | %s | %s | %s× | %s× | %s | %s | %s |\n' "$row" "$dm" "$bm" "$mm" "$rd" "$rb" "$mf" "$bcm" "$mcm"
+  line=$(printf '| %s | %s | %s | %s | %s× | %s× | %s | %s | %s |' "$row" "$dm" "$bm" "$mm" "$rd" "$rb" "$mf" "$bcm" "$mcm")
+  if [ -n "$candidate" ]; then
+    km=$(median "${k[@]}"); kcm=$(median1 "${kc[@]}"); kb=$(python3 -c "print(f'{$km/$bm:.2f}' if $bm else 'n/a')")
+    line+=$(printf ' %s | %s× | %s |' "$km" "$kb" "$kcm")
+  fi
+  printf '%s\n' "$line"
 done

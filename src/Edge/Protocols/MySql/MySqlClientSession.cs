@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
+using System.Text;
 using Microsoft.AspNetCore.Connections;
 using MProxy.Abstractions.ResourceUnits;
 using MProxy.Edge.Backends;
@@ -916,10 +917,58 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
         _captureTokenAfterUnit = backends is { Config.ReadYourWrites: true, Config.ReplicaCount: > 0 }
             && server.Pool.IsPrimary
             && (closesTransaction || (isWrite && (server.Status & MySqlServerStatus.InTransaction) == 0));
-        _qos?.Start(_edge.Qos!.Config.WeightsFor(Database));
+        if (_qos is not null)
+        {
+            SyncGroupSettings(server, admission);
+            _qos.Start(_edge.Qos!.Config.WeightsFor(Database));
+        }
         _telemetry?.Sent(server.Pool.IsPrimary, server.Endpoint);
         return true;
     }
+
+    /// <summary>
+    /// Applies the admitted group's server settings and statement timeout (MariaDB
+    /// <c>max_statement_time</c>, MySQL <c>max_execution_time</c>) to the connection when they differ
+    /// from what it has, in one <c>SET SESSION</c> written before the unit's command; settings the
+    /// group no longer has go back to the server's <c>DEFAULT</c>. A session variable is not
+    /// transactional, so unlike PostgreSQL this also works inside a transaction.
+    /// </summary>
+    private void SyncGroupSettings(MySqlServerConnection server, in QosAdmission admission)
+    {
+        var changes = _settingChanges ??= [];
+        if (!server.GroupSettings.Plan(admission, changes, out var timeout))
+            return;
+        var sql = new StringBuilder("SET SESSION ");
+        var first = true;
+        foreach (var (name, value) in changes)
+            AppendAssignment(sql, ref first, name, value is null ? "DEFAULT" : SettingLiteral(value));
+        if (timeout is { } t)
+        {
+            var inv = System.Globalization.CultureInfo.InvariantCulture;
+            if (server.IsMariaDb)
+                AppendAssignment(sql, ref first, "max_statement_time", t > TimeSpan.Zero ? t.TotalSeconds.ToString("0.###", inv) : "DEFAULT");
+            else
+                AppendAssignment(sql, ref first, "max_execution_time", t > TimeSpan.Zero ? ((long)Math.Ceiling(t.TotalMilliseconds)).ToString(inv) : "DEFAULT");
+        }
+        server.Enqueue(new MySqlPendingRequest(MySqlResponseKind.ResultSet, MySqlResponseMode.Swallow));
+        MySqlPacketWriter.WriteQuery(server.Output, sql.ToString());
+
+        static void AppendAssignment(StringBuilder sql, ref bool first, string name, string value)
+        {
+            if (!first)
+                sql.Append(", ");
+            first = false;
+            sql.Append(name).Append(" = ").Append(value);
+        }
+    }
+
+    /// <summary>A number as it is (numeric variables refuse strings), anything else as a string literal (the configuration forbids quotes and backslashes).</summary>
+    private static string SettingLiteral(string value) =>
+        decimal.TryParse(value, System.Globalization.NumberStyles.AllowLeadingSign | System.Globalization.NumberStyles.AllowDecimalPoint, System.Globalization.CultureInfo.InvariantCulture, out _)
+            ? value
+            : "'" + value + "'";
+
+    private List<KeyValuePair<string, string?>>? _settingChanges;
 
     /// <summary>Whether the unit being written wrote on the primary: its position is fetched behind it (see <see cref="EndUnitOnServer"/>).</summary>
     private bool _captureTokenAfterUnit;

@@ -77,6 +77,7 @@ internal sealed class MySqlServerConnection : IPooledConnection
         OpenedAt = openedAt;
         IdleSince = openedAt;
         ConnectionId = handshake.ConnectionId;
+        IsMariaDb = handshake.ServerVersion.Contains("MariaDB", StringComparison.OrdinalIgnoreCase);
         _status = handshake.Status | MySqlServerStatus.Autocommit;
     }
 
@@ -96,6 +97,12 @@ internal sealed class MySqlServerConnection : IPooledConnection
     public PipeWriter Output { get; }
 
     public MySqlServerStatus Status => _status;
+
+    /// <summary>MariaDB (its version string says so) rather than MySQL: they name the statement timeout differently.</summary>
+    public bool IsMariaDb { get; }
+
+    /// <summary>The resource group whose server settings (and statement timeout) were last written to this connection; a reset forgets them.</summary>
+    public MProxy.Edge.Qos.AppliedGroupSettings GroupSettings { get; } = new();
 
     /// <summary>The tracked session variables in force on this connection (the edge's view).</summary>
     public MySqlSessionVariables Variables { get; private set; } = MySqlSessionVariables.Default;
@@ -160,6 +167,8 @@ internal sealed class MySqlServerConnection : IPooledConnection
     /// <summary>Records a command the client (or the edge) is about to write to <see cref="Output"/>.</summary>
     public void Enqueue(in MySqlPendingRequest request)
     {
+        if (request.Resets)
+            GroupSettings.Forget(); // whatever is written after the reset finds the server's defaults
         lock (_sync)
         {
             _queue.Enqueue(request);
@@ -276,6 +285,8 @@ internal sealed class MySqlServerConnection : IPooledConnection
     public async Task<string?> RunInternalAsync(MySqlCommandCode command, MySqlResponseKind kind, ReadOnlyMemory<byte> argument, bool resets, CancellationToken cancellationToken)
     {
         var request = new MySqlInternalRequest();
+        if (resets)
+            GroupSettings.Forget();
         lock (_sync)
         {
             if (_state == MySqlServerState.Broken)

@@ -738,44 +738,28 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget, MProxy.E
     /// differ from what it has — only between transactions, where a SET cannot disturb the client's
     /// portals — so that the common case costs nothing.
     /// </summary>
-    private static void SyncGroupSettings(PgServerConnection server, in QosAdmission admission)
+    private void SyncGroupSettings(PgServerConnection server, in QosAdmission admission)
     {
-        var group = admission.Group;
-        if (ReferenceEquals(server.AppliedSettingsGroup, group) && server.AppliedStatementTimeout == admission.StatementTimeout)
-            return;
         if (server.TransactionStatus != PgTransactionStatus.Idle || server.HasPendingRequests)
             return;
+        var changes = _settingChanges ??= [];
+        if (!server.GroupSettings.Plan(admission, changes, out var timeout))
+            return;
         var sql = new StringBuilder();
-        var wanted = group?.ServerSettings ?? [];
-        foreach (var (name, value) in wanted)
+        foreach (var (name, value) in changes)
         {
-            if (!server.AppliedSettings.TryGetValue(name, out var applied) || applied != value)
+            if (value is null)
+                sql.Append("RESET ").Append(name).Append(';');
+            else
                 sql.Append("SET ").Append(name).Append(" TO ").Append(PgTrackedParameters.QuoteLiteral(value)).Append(';');
         }
-        foreach (var name in server.AppliedSettings.Keys)
-        {
-            var stillWanted = false;
-            foreach (var (n, _) in wanted)
-                stillWanted |= string.Equals(n, name, StringComparison.OrdinalIgnoreCase);
-            if (!stillWanted)
-                sql.Append("RESET ").Append(name).Append(';');
-        }
-        if (admission.StatementTimeout != server.AppliedStatementTimeout)
-        {
-            sql.Append(admission.StatementTimeout > TimeSpan.Zero
-                ? $"SET statement_timeout TO {(long)admission.StatementTimeout.TotalMilliseconds};"
-                : "RESET statement_timeout;");
-        }
-        server.AppliedSettings.Clear();
-        foreach (var (name, value) in wanted)
-            server.AppliedSettings[name] = value;
-        server.AppliedSettingsGroup = group;
-        server.AppliedStatementTimeout = admission.StatementTimeout;
-        if (sql.Length == 0)
-            return;
+        if (timeout is { } t)
+            sql.Append(t > TimeSpan.Zero ? $"SET statement_timeout TO {(long)t.TotalMilliseconds};" : "RESET statement_timeout;");
         server.Enqueue(PgRequestKind.Query, PgResponseMode.Swallow);
         PgMessageWriter.WriteQuery(server.Output, sql.ToString());
     }
+
+    private List<KeyValuePair<string, string?>>? _settingChanges;
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<PgServerConnection> AcquireAsync(PgPool pool, CancellationToken cancellationToken)

@@ -343,13 +343,8 @@ internal sealed class PgServerConnection : IPooledConnection
             _cancelReplacement = errorResponse;
     }
 
-    /// <summary>The resource group whose server settings (and the statement timeout) were last applied to this connection.</summary>
-    public object? AppliedSettingsGroup { get; set; }
-
-    public TimeSpan AppliedStatementTimeout { get; set; }
-
-    /// <summary>Server settings the edge set on this connection for a resource group (name → value).</summary>
-    public Dictionary<string, string> AppliedSettings { get; } = new(StringComparer.OrdinalIgnoreCase);
+    /// <summary>The resource group whose server settings (and statement timeout) were last applied to this connection.</summary>
+    public MProxy.Edge.Qos.AppliedGroupSettings GroupSettings { get; } = new();
 
     /// <summary>Ends the client's batch (after flushing <see cref="Output"/>); may return the connection to the pool.</summary>
     public void EndWrite(PgClientSession client)
@@ -427,9 +422,7 @@ internal sealed class PgServerConnection : IPooledConnection
         for (var i = 0; i < Tracked.Length; i++)
             if (!PgTrackedParameters.IsReported(i))
                 Tracked[i] = null;
-        AppliedSettings.Clear();
-        AppliedSettingsGroup = null;
-        AppliedStatementTimeout = TimeSpan.Zero;
+        GroupSettings.Forget();
         lock (_sync)
             Statements.Clear();
     }
