@@ -6,7 +6,10 @@
 # prints the median TPS of each and the ratios mproxy/direct and mproxy/PgBouncer.
 #
 # Usage: bench/pgbench.sh [rows...]      rows: select50 tpcb50 select250 prepared50 extended50
-# Env:   DURATION=20 ROUNDS=3 POOL=20 SCALE=10
+# Env:   DURATION=20 ROUNDS=3 POOL=20 SCALE=10 WARMUP=10
+#        WARMUP seconds of select-only load go through each proxy before the first round, unmeasured:
+#        .NET compiles its hot code again with optimizations during the first tens of seconds
+#        (tiered compilation), which is start-up cost, not per-query cost.
 #        CANDIDATE_DLL=path/to/mproxy.dll and/or CANDIDATE_ENV="NAME=value ..." add a second mproxy
 #        (another build, or the same build with other runtime settings), measured in the same rounds
 #        and printed as its own columns: the A/B comparison this noisy box allows.
@@ -21,6 +24,7 @@ DURATION=${DURATION:-20}
 ROUNDS=${ROUNDS:-3}
 POOL=${POOL:-20}
 SCALE=${SCALE:-10}
+WARMUP=${WARMUP:-10}
 rows=("$@")
 [ ${#rows[@]} -gt 0 ] || rows=(select50 tpcb50 select250)
 
@@ -127,6 +131,10 @@ median1() { python3 -c 'import sys,math,statistics; v=[float(x) for x in sys.arg
 
 # Proxy CPU per transaction (user + system time of the proxy process ÷ transactions) is the steadier
 # figure on a shared box: TPS moves with whatever else runs, the proxy's own cost per query does not.
+for port in "${ports[@]}"; do
+  [ "$WARMUP" -gt 0 ] && pgbench -n -S -T "$WARMUP" -c 50 -j 2 -h 127.0.0.1 -p "$port" -U bench bench >/dev/null 2>&1 || true
+done
+
 header='| row | direct TPS | PgBouncer TPS | mproxy TPS | mproxy/direct | mproxy/PgBouncer | mproxy failed tx | PgBouncer CPU µs/tx | mproxy CPU µs/tx |'
 rule='|---|---:|---:|---:|---:|---:|---:|---:|---:|'
 [ -n "$candidate" ] && header+=' candidate TPS | candidate/PgBouncer | candidate CPU µs/tx |' && rule+='---:|---:|---:|'

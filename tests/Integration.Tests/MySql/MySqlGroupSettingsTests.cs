@@ -26,6 +26,13 @@ public sealed class MySqlGroupSettingsTests(MariaDbFixture fixture)
     private const string Probe = "SELECT CONCAT_WS('|', @@session.sort_buffer_size, ROUND(@@session.max_statement_time * 1000), @@session.sql_mode, CONNECTION_ID(), "
         + "@@session.sort_buffer_size = @@global.sort_buffer_size AND @@session.sql_mode = @@global.sql_mode)";
 
+    private static async Task<MySqlRawClient> LoginAsync(MySqlEdgeServer edge)
+    {
+        var (client, answer) = await MySqlRawClient.LoginAsync(edge.Port, MariaDbServer.AppUser, MariaDbServer.Password, MariaDbServer.AppDatabase);
+        Assert.True(answer.IsOk, answer.ErrorMessage);
+        return client;
+    }
+
     private static async Task<string[]> ProbeAsync(MySqlRawClient client, string prefix = "")
     {
         await client.SendQueryAsync(prefix + Probe);
@@ -38,9 +45,7 @@ public sealed class MySqlGroupSettingsTests(MariaDbFixture fixture)
     public async Task GroupSettings_AppliedWhileServingThatGroup_ThenBackToTheServersDefaults_OnTheSameConnection()
     {
         await using var edge = await MySqlEdgeServer.StartAsync(Config);
-        var (client, answer) = await MySqlRawClient.LoginAsync(edge.Port, MariaDbServer.AppUser, MariaDbServer.Password, MariaDbServer.AppDatabase);
-        await using var _ = client;
-        Assert.True(answer.IsOk);
+        await using var client = await LoginAsync(edge);
 
         var plain = await ProbeAsync(client);
         Assert.Equal("1", plain[4]);
@@ -72,9 +77,7 @@ public sealed class MySqlGroupSettingsTests(MariaDbFixture fixture)
     public async Task ResetConnection_ForgetsTheAppliedGroup_SoItIsAppliedAgain()
     {
         await using var edge = await MySqlEdgeServer.StartAsync(Config);
-        var (client, answer) = await MySqlRawClient.LoginAsync(edge.Port, MariaDbServer.AppUser, MariaDbServer.Password, MariaDbServer.AppDatabase);
-        await using var _ = client;
-        Assert.True(answer.IsOk);
+        await using var client = await LoginAsync(edge);
 
         var first = await ProbeAsync(client, Hinted);
         Assert.Equal("1048576", first[0]);
@@ -95,11 +98,8 @@ public sealed class MySqlGroupSettingsTests(MariaDbFixture fixture)
     public async Task AnotherClient_OnTheConnection_AfterAGroupedOne_SeesTheServersDefaults()
     {
         await using var edge = await MySqlEdgeServer.StartAsync(Config);
-        var (grouped, a) = await MySqlRawClient.LoginAsync(edge.Port, MariaDbServer.AppUser, MariaDbServer.Password, MariaDbServer.AppDatabase);
-        var (other, b) = await MySqlRawClient.LoginAsync(edge.Port, MariaDbServer.AppUser, MariaDbServer.Password, MariaDbServer.AppDatabase);
-        await using var _ = grouped;
-        await using var __ = other;
-        Assert.True(a.IsOk && b.IsOk);
+        await using var grouped = await LoginAsync(edge);
+        await using var other = await LoginAsync(edge);
 
         var reports = await ProbeAsync(grouped, Hinted);
         Assert.Equal("1048576", reports[0]);
