@@ -32,7 +32,7 @@ internal enum MySqlClientState
 /// transaction in transaction mode, for the whole session in session mode or once the client holds
 /// session state), with prepared statements virtualized across pooled connections.
 /// </summary>
-internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
+internal sealed class MySqlClientSession : RelayClientSession, IClientSession, IRunawayTarget
 {
     /// <summary>utf8mb4_general_ci: the collation the edge's handshake announces.</summary>
     private const byte DefaultCollation = 45;
@@ -48,20 +48,15 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
     private readonly MySqlEdgeContext _edge;
     private readonly ConnectionContext _connection;
     private readonly PipeReader _input;
-    private readonly PipeWriter _output;
     private readonly Dictionary<uint, MySqlClientStatement> _statements = [];
-    private readonly object _unitLock = new();
     private MySqlClientLogin? _login;
     private MySqlPool? _pool;                 // the pool of the database's primary when the session opened: its configuration and backends
     private UserConfig? _userConfig;
     private MySqlPoolVariant _variant;
     private CausalToken _token;               // read-your-writes: the latest write this client must see
-    private MySqlPool? _balanced;             // the pool whose host counts this client's transaction as in flight
-    private long _balancedSince;
     private MySqlServerConnection? _server;   // the last server attached; it may have gone back to the pool since
     private MySqlServerConnection? _writing;  // the server this batch is writing to
     private bool _outputDirty;
-    private volatile bool _outputBroken;
     private volatile bool _shutdownRequested;
     private volatile bool _closeRequested;
     private volatile bool _infile;            // the server asked for a LOCAL INFILE: the client's packets are file data
@@ -72,21 +67,18 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
     private int _maxMessageBytes;
     private byte _errorSequence;              // the sequence id of an error answering the current command
     private uint _nextStatementId;
-    private QosSession? _qos;
-    private int _unit;
     private bool _unitOpen;                   // long data sent for an execution still to come
     private string? _refusedLongData;         // the refusal of that long data, answered at the execution
     private long _bytesToServer;
-    private MProxy.Edge.Telemetry.UnitTelemetry? _telemetry;  // null when telemetry is off
     private PendingChangeUser? _changeUser;
     private SequencePosition _consumed;
 
     public MySqlClientSession(MySqlEdgeContext edge, ConnectionContext connection)
+        : base(connection.Transport.Output)
     {
         _edge = edge;
         _connection = connection;
         _input = connection.Transport.Input;
-        _output = connection.Transport.Output;
         (ProcessId, SecretKey) = edge.Clients.NewKey();
     }
 
@@ -101,9 +93,6 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
     public string Database { get; private set; } = "";
 
     public MySqlClientState State => _state;
-
-    /// <summary>The client's output, or null once writing to it has failed.</summary>
-    public PipeWriter? WritableOutput => _outputBroken ? null : _output;
 
     public MySqlServerConnection? Server => _server;
 
@@ -1142,11 +1131,7 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
         if (_outputDirty)
             await FlushDirectAsync();
         var server = await AcquireAsync(pool, CancellationToken.None);
-        if (pool.Backends is { } backends)
-        {
-            _balancedSince = backends.Balancer.Start(pool.BackendIndex);
-            Volatile.Write(ref _balanced, pool);
-        }
+        StartBalanced(pool);
         server.Attach(this);
         _server = server;
         _writing = server;
@@ -1247,69 +1232,14 @@ internal sealed class MySqlClientSession : IClientSession, IRunawayTarget
 
     // ------------------------------------------------------------------ called by the server connection
 
-    /// <summary>The pump relayed <paramref name="bytes"/> of responses and finished request unit <paramref name="completedUnit"/> (0: none).</summary>
-    public void OnResponses(long bytes, int completedUnit)
-    {
-        var qos = _qos;
-        var telemetry = _telemetry;
-        if (qos is null && telemetry is null)
-            return;
-        if (bytes > 0)
-        {
-            qos?.AddBytes(bytes, 0);
-            telemetry?.AddBytes(bytes, 0);
-        }
-        if (completedUnit == 0)
-            return;
-        lock (_unitLock)
-        {
-            if (completedUnit == _unit)
-            {
-                var ru = qos?.Complete().Ru ?? 0;
-                telemetry?.Complete(completedUnit, ru);
-            }
-        }
-    }
-
-    /// <summary>The server connection went back to the pool at the end of a transaction: so does the scheduler slot. Called under the connection's lock.</summary>
-    public void OnTransactionReleased()
-    {
-        _qos?.ReleaseSlot();
-        EndBalanced();
-    }
-
-    /// <summary>The transaction left its host: the balancer learns its latency and in-flight count.</summary>
-    private void EndBalanced()
-    {
-        if (Interlocked.Exchange(ref _balanced, null) is { } pool)
-            pool.Backends!.Balancer.End(pool.BackendIndex, _balancedSince);
-    }
-
     /// <summary>A tracked SET the client sent succeeded: these are its variables now (called by the pump before the OK reaches the client).</summary>
     public void OnVariablesApplied(MySqlSessionVariables variables) => _variables = variables;
 
     /// <summary>The server asked for a LOCAL INFILE: the client's next packets, up to an empty one, are the file (called by the pump before the request reaches the client).</summary>
     public void OnInfileRequested() => _infile = true;
 
-    /// <summary>Flushes what the server connection's pump wrote; marks the output broken on failure.</summary>
-    public async ValueTask FlushOutputAsync()
-    {
-        if (_outputBroken)
-            return;
-        try
-        {
-            var result = await _output.FlushAsync();
-            if (result.IsCompleted)
-                _outputBroken = true;
-        }
-        catch
-        {
-            _outputBroken = true;
-        }
-    }
-
     /// <summary>The attached server connection failed: tell the client (unless a packet to it was cut in half) and close its connection.</summary>
-    public async Task FailFromServerAsync(bool midMessage, string message)
+    public override async Task FailFromServerAsync(bool midMessage, string message)
     {
         if (midMessage || _outputBroken)
         {

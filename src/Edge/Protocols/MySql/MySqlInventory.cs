@@ -30,8 +30,8 @@ internal sealed class MySqlInventory(MySqlPoolRegistry pools, TimeProvider time)
             {
                 var state = server.State switch
                 {
-                    MySqlServerState.Attached => "active",
-                    MySqlServerState.Broken => "closed",
+                    ServerConnectionState.Attached => "active",
+                    ServerConnectionState.Broken => "closed",
                     _ => "idle",
                 };
                 var transaction = (server.Status & MySqlServerStatus.InTransaction) != 0 ? "in-transaction" : "idle";

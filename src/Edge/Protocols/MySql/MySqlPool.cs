@@ -16,7 +16,7 @@ internal readonly record struct MySqlPoolVariant(bool FoundRows, byte Collation)
 /// The server connections of one (database, server user, variant, host) upstream: the MySQL side of a
 /// <see cref="ServerPool{TConnection}"/> — how to open, check, reset and close a connection.
 /// </summary>
-internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection>
+internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection>, IBackendPool
 {
     private readonly INetworkConnector _connector;
     private readonly TimeProvider _time;

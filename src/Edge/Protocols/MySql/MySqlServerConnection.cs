@@ -8,19 +8,6 @@ using MProxy.Edge.Pooling;
 
 namespace MProxy.Edge.Protocols.MySql;
 
-/// <summary>The states of a server connection; <see cref="MySqlServerConnection"/> changes them in one place each.</summary>
-internal enum MySqlServerState
-{
-    /// <summary>In the pool, or leased for the edge's own work (check, reset).</summary>
-    Idle,
-
-    /// <summary>Attached to a client, whose commands it serves.</summary>
-    Attached,
-
-    /// <summary>Closed or failed; never reused.</summary>
-    Broken,
-}
-
 /// <summary>
 /// One authenticated connection from the edge to a MySQL or MariaDB server.
 /// </summary>
@@ -30,30 +17,24 @@ internal enum MySqlServerState
 /// packet), forwards responses to the attached client segment by segment (large rows stream
 /// without being buffered whole), swallows the responses to the edge's own commands, rewrites the
 /// statement id of a client's PREPARE_OK, and keeps the server status flags of every OK and EOF.</para>
-/// <para>The attached client's loop is the only writer of <see cref="Output"/>, between
+/// <para>The attached client's loop is the only writer of <c>Output</c>, between
 /// <see cref="TryBeginWrite"/> and <see cref="EndWrite"/>. In transaction mode the connection goes
 /// back to the pool when nothing is pending, no transaction is open (SERVER_STATUS_IN_TRANS clear,
 /// autocommit on) and the client has not pinned it with session state — whichever of the pump or
 /// the client's loop observes that last does it.</para>
 /// </remarks>
-internal sealed class MySqlServerConnection : IPooledConnection
+internal sealed class MySqlServerConnection : RelayServerConnection<MySqlClientSession>, IPooledConnection
 {
     private static long s_nextId;
 
-    private readonly object _sync = new();
-    private readonly ConnectionContext _transport;
-    private readonly PipeReader _input;
     private readonly MySqlPool _pool;
     private readonly MySqlRequestQueue _queue = new();
     private readonly ILogger _log;
     private readonly Dictionary<string, MySqlServerStatement> _statements = new(StringComparer.Ordinal);
     private readonly List<uint> _pendingCloses = [];
     private MySqlResponseTracker _tracker;
-    private MySqlClientSession? _client;
-    private volatile MySqlServerState _state = MySqlServerState.Idle;
     private MySqlServerStatus _status;
     private bool _writerBusy;       // the client's loop is writing a batch to Output
-    private bool _pumpFlushing;     // the pump is flushing the client's output
     private bool _unitOpen;         // the client sent long data for an execution it has not sent yet
     private bool _pinned;           // the client holds session state here: keep it attached
     private bool _infile;           // a LOCAL INFILE transfer is in progress
@@ -61,19 +42,14 @@ internal sealed class MySqlServerConnection : IPooledConnection
     private bool _continuationForward;
     private long _bodyRemaining;    // bytes of the current packet not read yet
     private bool _bodyForward;
-    private long _forwardedBytes;
-    private int _completedUnit;
     private string? _cancelReplacement; // the edge cancelled the running command: answer this instead of the server's 1317
 
     public MySqlServerConnection(MySqlPool pool, ConnectionContext transport, MySqlServerHandshake handshake, HostPort endpoint, long openedAt, ILogger log)
+        : base(transport, endpoint)
     {
         Id = Interlocked.Increment(ref s_nextId);
         _pool = pool;
-        _transport = transport;
-        _input = transport.Transport.Input;
-        Output = transport.Transport.Output;
         _log = log;
-        Endpoint = endpoint;
         OpenedAt = openedAt;
         IdleSince = openedAt;
         ConnectionId = handshake.ConnectionId;
@@ -83,18 +59,12 @@ internal sealed class MySqlServerConnection : IPooledConnection
 
     public long Id { get; }
 
-    public HostPort Endpoint { get; }
-
     public long OpenedAt { get; }
 
     public long IdleSince { get; set; }
 
-    public bool IsBroken => _state == MySqlServerState.Broken;
-
     /// <summary>The server's thread id for this connection (what KILL QUERY names).</summary>
     public uint ConnectionId { get; }
-
-    public PipeWriter Output { get; }
 
     public MySqlServerStatus Status => _status;
 
@@ -106,8 +76,6 @@ internal sealed class MySqlServerConnection : IPooledConnection
 
     /// <summary>The tracked session variables in force on this connection (the edge's view).</summary>
     public MySqlSessionVariables Variables { get; private set; } = MySqlSessionVariables.Default;
-
-    public MySqlServerState State => _state;
 
     /// <summary>The client this connection serves now, if any (for SHOW SERVERS).</summary>
     public MySqlClientSession? Client => Volatile.Read(ref _client);
@@ -135,8 +103,6 @@ internal sealed class MySqlServerConnection : IPooledConnection
 
     public bool IsAttachedTo(MySqlClientSession client) => ReferenceEquals(Volatile.Read(ref _client), client);
 
-    public void Start() => _ = PumpAsync();
-
     // ---------------------------------------------------------------- client side
 
     /// <summary>Attaches a freshly leased connection to a client, which then holds it for writing.</summary>
@@ -145,7 +111,7 @@ internal sealed class MySqlServerConnection : IPooledConnection
         lock (_sync)
         {
             _client = client;
-            _state = MySqlServerState.Attached;
+            _state = ServerConnectionState.Attached;
             _writerBusy = true;
             _unitOpen = false;
             _pinned = false;
@@ -157,14 +123,14 @@ internal sealed class MySqlServerConnection : IPooledConnection
     {
         lock (_sync)
         {
-            if (!ReferenceEquals(_client, client) || _state != MySqlServerState.Attached)
+            if (!ReferenceEquals(_client, client) || _state != ServerConnectionState.Attached)
                 return false;
             _writerBusy = true;
             return true;
         }
     }
 
-    /// <summary>Records a command the client (or the edge) is about to write to <see cref="Output"/>.</summary>
+    /// <summary>Records a command the client (or the edge) is about to write to <c>Output</c>.</summary>
     public void Enqueue(in MySqlPendingRequest request)
     {
         if (request.Resets)
@@ -233,7 +199,7 @@ internal sealed class MySqlServerConnection : IPooledConnection
         }
     }
 
-    /// <summary>Ends the client's batch (after flushing <see cref="Output"/>); may return the connection to the pool.</summary>
+    /// <summary>Ends the client's batch (after flushing <c>Output</c>); may return the connection to the pool.</summary>
     public void EndWrite(MySqlClientSession client)
     {
         bool release;
@@ -266,8 +232,8 @@ internal sealed class MySqlServerConnection : IPooledConnection
             reset = _pinned || (_status & MySqlServerStatus.InTransaction) != 0 || (_status & MySqlServerStatus.Autocommit) == 0 || _pool.Mode == PoolMode.Session;
             _pinned = false;
             _unitOpen = false;
-            if (_state == MySqlServerState.Attached)
-                _state = MySqlServerState.Idle;
+            if (_state == ServerConnectionState.Attached)
+                _state = ServerConnectionState.Idle;
         }
         if (IsBroken)
             _pool.Return(this);
@@ -289,7 +255,7 @@ internal sealed class MySqlServerConnection : IPooledConnection
             GroupSettings.Forget();
         lock (_sync)
         {
-            if (_state == MySqlServerState.Broken)
+            if (_state == ServerConnectionState.Broken)
                 throw new IOException("the server connection is closed");
             _queue.Enqueue(new MySqlPendingRequest(kind, MySqlResponseMode.Swallow, Internal: request, Resets: resets));
             if (_queue.Count == 1)
@@ -304,9 +270,9 @@ internal sealed class MySqlServerConnection : IPooledConnection
     {
         lock (_sync)
         {
-            if (_state == MySqlServerState.Broken)
+            if (_state == ServerConnectionState.Broken)
                 return;
-            _state = MySqlServerState.Broken;
+            _state = ServerConnectionState.Broken;
         }
         try
         {
@@ -322,60 +288,6 @@ internal sealed class MySqlServerConnection : IPooledConnection
 
     // ---------------------------------------------------------------- the pump
 
-    private async Task PumpAsync()
-    {
-        Exception? failure = null;
-        try
-        {
-            while (true)
-            {
-                var result = await _input.ReadAsync();
-                var buffer = result.Buffer;
-                MySqlClientSession? client;
-                bool wrote;
-                SequencePosition consumed;
-                long forwarded;
-                int completedUnit;
-                lock (_sync)
-                {
-                    client = _client;
-                    wrote = false;
-                    consumed = ProcessLocked(buffer, client, ref wrote);
-                    if (wrote)
-                        _pumpFlushing = true;
-                    forwarded = _forwardedBytes;
-                    completedUnit = _completedUnit;
-                    _forwardedBytes = 0;
-                    _completedUnit = 0;
-                }
-                _input.AdvanceTo(consumed, buffer.End);
-
-                if (client is not null)
-                {
-                    if (forwarded > 0 || completedUnit != 0)
-                        client.OnResponses(forwarded, completedUnit);
-                    if (wrote)
-                        await client.FlushOutputAsync();
-                    bool release;
-                    lock (_sync)
-                    {
-                        _pumpFlushing = false;
-                        release = TryReleaseLocked();
-                    }
-                    if (release)
-                        _pool.Return(this);
-                }
-                if (result.IsCompleted)
-                    throw new IOException("the server closed the connection");
-            }
-        }
-        catch (Exception e)
-        {
-            failure = e;
-        }
-        await FailAsync(failure);
-    }
-
     private enum Disposition
     {
         Drop,
@@ -386,7 +298,7 @@ internal sealed class MySqlServerConnection : IPooledConnection
     }
 
     /// <summary>Handles every packet in <paramref name="buffer"/> (streaming the available part of a large one); returns how far it consumed.</summary>
-    private SequencePosition ProcessLocked(in ReadOnlySequence<byte> buffer, MySqlClientSession? client, ref bool wrote)
+    protected override SequencePosition ProcessLocked(in ReadOnlySequence<byte> buffer, MySqlClientSession? client, ref bool wrote)
     {
         var output = client?.WritableOutput;
         var cursor = buffer;
@@ -487,7 +399,7 @@ internal sealed class MySqlServerConnection : IPooledConnection
                 // An error nobody asked for: the server is closing the connection (idle timeout, KILL).
                 var (code, _, message) = MySqlServerLogin.ParseError(Contiguous(payload));
                 MySqlLog.ServerAsyncError(_log, Id, code, message);
-                _state = MySqlServerState.Broken;
+                _state = ServerConnectionState.Broken;
                 return Disposition.Drop;
             }
             MySqlProtocolException.Throw($"unexpected packet 0x{(prefix.Length > 0 ? prefix[0] : 0):X2} from the server with no command pending");
@@ -660,10 +572,10 @@ internal sealed class MySqlServerConnection : IPooledConnection
         }
     }
 
-    private bool TryReleaseLocked()
+    protected override bool TryReleaseLocked()
     {
         if (_client is null
-            || _state != MySqlServerState.Attached
+            || _state != ServerConnectionState.Attached
             || _pool.Mode != PoolMode.Transaction
             || _queue.Count != 0
             || _unitOpen
@@ -679,31 +591,18 @@ internal sealed class MySqlServerConnection : IPooledConnection
         // The client's scheduler slot goes with the connection, under this lock.
         _client.OnTransactionReleased();
         _client = null;
-        _state = MySqlServerState.Idle;
+        _state = ServerConnectionState.Idle;
         return true;
     }
 
-    private async Task FailAsync(Exception? failure)
+    protected override void ReturnToPool() => _pool.Return(this);
+
+    protected override bool IsMidMessage => _bodyRemaining > 0 || _continuation;
+
+    protected override void OnBrokenLocked(Exception? failure, bool first)
     {
-        MySqlClientSession? client;
-        lock (_sync)
-        {
-            var wasBroken = _state == MySqlServerState.Broken;
-            _state = MySqlServerState.Broken;
-            client = _client;
-            _queue.Clear(failure ?? new IOException("the server connection closed"));
-            if (!wasBroken && failure is not null)
-                MySqlLog.ServerConnectionFailed(_log, Id, Endpoint.ToString(), failure.Message);
-        }
-        if (client is not null)
-            await client.FailFromServerAsync(_bodyRemaining > 0 || _continuation, "mproxy: lost the connection to the server " + Endpoint + (failure is null ? "" : ": " + failure.Message));
-        try
-        {
-            await _transport.DisposeAsync();
-        }
-        catch
-        {
-            // already closed
-        }
+        _queue.Clear(failure ?? new IOException("the server connection closed"));
+        if (first && failure is not null)
+            MySqlLog.ServerConnectionFailed(_log, Id, Endpoint.ToString(), failure.Message);
     }
 }

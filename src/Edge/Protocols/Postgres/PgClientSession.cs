@@ -28,17 +28,15 @@ internal enum PgClientState
 /// client's messages and forwards them to a server connection leased from its pool (per
 /// transaction in transaction mode, for the whole session in session mode).
 /// </summary>
-internal sealed class PgClientSession : IClientSession, IRunawayTarget, MProxy.Edge.Admin.IDescribedClient
+internal sealed class PgClientSession : RelayClientSession, IClientSession, IRunawayTarget, MProxy.Edge.Admin.IDescribedClient
 {
     private readonly PgEdgeContext _edge;
     private readonly ConnectionContext _connection;
     private readonly PipeReader _input;
-    private readonly PipeWriter _output;
     private PgPool? _pool;
     private PgServerConnection? _server;    // the last server attached; it may have gone back to the pool since
     private PgServerConnection? _writing;   // the server this batch is writing to
     private bool _outputDirty;              // the edge wrote to the client directly in this batch
-    private volatile bool _outputBroken;
     private bool _skipUntilSync;            // a request failed before reaching a server: skip to the client's Sync
     private long _copyRemaining;            // bytes of a large CopyData message still to pass on
     private bool _copyForward;
@@ -46,9 +44,6 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget, MProxy.E
     private volatile bool _closeRequested;     // close gracefully at the next read (after a FATAL was sent)
     private int _maxMessageBytes;
     private PgClientState _state = PgClientState.Startup;
-    private QosSession? _qos;                // null when QoS is off
-    private readonly object _unitLock = new();
-    private int _unit;                       // the current request unit (QoS statement), counting from 1
     private bool _unitOpen;                  // its first message is sent, its Sync or Query is not
     private long _bytesToServer;
     private PgClientStatements _statements = new(1);   // the client's named statements (sized at login)
@@ -60,20 +55,17 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget, MProxy.E
     private CausalToken _token;                        // read-your-writes: the latest write this client must see
     private volatile bool _tokenPending;               // a token is being fetched: route reads to the primary meanwhile
     private bool _captureTokenAfterUnit;
-    private PgPool? _balanced;                         // the pool whose host counts this client's transaction as in flight
-    private long _balancedSince;
     private bool _unitClassified;
-    private MProxy.Edge.Telemetry.UnitTelemetry? _telemetry;  // null when telemetry is off
     private MProxy.Abstractions.Priority _unitPriority;
     private bool _admin;                                        // logged in to the admin console
     private readonly DateTimeOffset _connectedAt;
 
     public PgClientSession(PgEdgeContext edge, ConnectionContext connection)
+        : base(connection.Transport.Output)
     {
         _edge = edge;
         _connection = connection;
         _input = connection.Transport.Input;
-        _output = connection.Transport.Output;
         (ProcessId, SecretKey) = edge.Clients.NewKey();
         _connectedAt = edge.Time.GetUtcNow();
     }
@@ -90,9 +82,6 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget, MProxy.E
 
     /// <summary>The client's values of the tracked parameters (null: the server default).</summary>
     public string?[] Tracked { get; } = new string?[PgTrackedParameters.Count];
-
-    /// <summary>The client's output, or null once writing to it has failed.</summary>
-    public PipeWriter? WritableOutput => _outputBroken ? null : _output;
 
     public PgServerConnection? Server => _server;
 
@@ -713,11 +702,7 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget, MProxy.E
         if (_outputDirty)
             await FlushDirectAsync();
         var server = await AcquireAsync(pool, CancellationToken.None);
-        if (pool.Backends is { } backends)
-        {
-            _balancedSince = backends.Balancer.Start(pool.BackendIndex);
-            Volatile.Write(ref _balanced, pool);
-        }
+        StartBalanced(pool);
         server.Attach(this);
         _server = server;
         _writing = server;
@@ -1221,68 +1206,12 @@ internal sealed class PgClientSession : IClientSession, IRunawayTarget, MProxy.E
 
     // ------------------------------------------------------------------ called by the server connection
 
-    /// <summary>The pump relayed <paramref name="bytes"/> of responses and finished request unit <paramref name="completedUnit"/> (0: none).</summary>
-    public void OnResponses(long bytes, int completedUnit)
-    {
-        var qos = _qos;
-        var telemetry = _telemetry;
-        if (qos is null && telemetry is null)
-            return;
-        if (bytes > 0)
-        {
-            qos?.AddBytes(bytes, 0);
-            telemetry?.AddBytes(bytes, 0);
-        }
-        if (completedUnit == 0)
-            return;
-        lock (_unitLock)
-        {
-            // A later unit may already be admitted (pipelining); it completed this one then.
-            if (completedUnit == _unit)
-            {
-                var ru = qos?.Complete().Ru ?? 0;
-                telemetry?.Complete(completedUnit, ru);
-            }
-        }
-    }
-
-    /// <summary>The server connection went back to the pool at the end of a transaction: so does the scheduler slot. Called under the connection's lock.</summary>
-    public void OnTransactionReleased()
-    {
-        _qos?.ReleaseSlot();
-        EndBalanced();
-    }
-
-    /// <summary>The transaction left its host: the balancer learns its latency and in-flight count.</summary>
-    private void EndBalanced()
-    {
-        if (Interlocked.Exchange(ref _balanced, null) is { } pool)
-            pool.Backends!.Balancer.End(pool.BackendIndex, _balancedSince);
-    }
-
-    /// <summary>Flushes what the server connection's pump wrote; marks the output broken on failure.</summary>
-    public async ValueTask FlushOutputAsync()
-    {
-        if (_outputBroken)
-            return;
-        try
-        {
-            var result = await _output.FlushAsync();
-            if (result.IsCompleted)
-                _outputBroken = true;
-        }
-        catch
-        {
-            _outputBroken = true;
-        }
-    }
-
     /// <summary>
     /// The attached server connection failed: tell the client (unless a message to it was cut in
     /// half, which leaves nothing sensible to say) and close the client's connection gracefully, so
     /// that the error is read before the close.
     /// </summary>
-    public async Task FailFromServerAsync(bool midMessage, string message)
+    public override async Task FailFromServerAsync(bool midMessage, string message)
     {
         if (midMessage || _outputBroken)
         {

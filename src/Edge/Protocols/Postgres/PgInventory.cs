@@ -30,8 +30,8 @@ internal sealed class PgInventory(PgPoolRegistry pools, TimeProvider time) : IEd
             {
                 var state = server.State switch
                 {
-                    PgServerState.Attached => "active",
-                    PgServerState.Broken => "closed",
+                    ServerConnectionState.Attached => "active",
+                    ServerConnectionState.Broken => "closed",
                     _ => "idle",
                 };
                 var transaction = server.TransactionStatus switch

@@ -9,7 +9,7 @@ namespace MProxy.Edge.Protocols.Postgres;
 /// The server connections of one (database, server user) upstream: the PostgreSQL side of a
 /// <see cref="ServerPool{TConnection}"/> — how to open, check, clean and close a connection.
 /// </summary>
-internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>
+internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>, IBackendPool
 {
     private readonly INetworkConnector _connector;
     private readonly TimeProvider _time;

@@ -8,19 +8,6 @@ using MProxy.Edge.Pooling;
 
 namespace MProxy.Edge.Protocols.Postgres;
 
-/// <summary>The states of a server connection; <see cref="PgServerConnection"/> changes them in one place each.</summary>
-internal enum PgServerState
-{
-    /// <summary>In the pool, or leased for the edge's own work (check, reset).</summary>
-    Idle,
-
-    /// <summary>Attached to a client, whose requests it serves.</summary>
-    Attached,
-
-    /// <summary>Closed or failed; never reused.</summary>
-    Broken,
-}
-
 /// <summary>
 /// One authenticated connection from the edge to a PostgreSQL server.
 /// </summary>
@@ -30,45 +17,34 @@ internal enum PgServerState
 /// the attached client (coalescing contiguous messages into one copy, streaming large messages
 /// without buffering them whole), swallows the responses to the edge's own requests, and keeps the
 /// transaction status from ReadyForQuery.</para>
-/// <para>The attached client's loop is the only writer of <see cref="Output"/>; it brackets each
+/// <para>The attached client's loop is the only writer of <c>Output</c>; it brackets each
 /// batch of writes with <see cref="TryBeginWrite"/>/<see cref="EndWrite"/>. While a client is
 /// attached the pump is the only writer of that client's output. In transaction mode the connection
 /// goes back to the pool when nothing is pending, the client is not mid-batch and the transaction
 /// status is idle — whichever of the pump or the client's loop observes that last does it.</para>
 /// </remarks>
-internal sealed class PgServerConnection : IPooledConnection
+internal sealed class PgServerConnection : RelayServerConnection<PgClientSession>, IPooledConnection
 {
     private static long s_nextId;
 
-    private readonly object _sync = new();
-    private readonly ConnectionContext _transport;
-    private readonly PipeReader _input;
     private readonly PgPool _pool;
     private readonly PgRequestQueue _queue = new();
     private readonly ILogger _log;
-    private PgClientSession? _client;
-    private volatile PgServerState _state = PgServerState.Idle;
     private PgTransactionStatus _status = PgTransactionStatus.Idle;
     private bool _clientUnsynced;  // the client sent extended messages after its last Sync
     private bool _writerBusy;      // the client's loop is writing a batch to Output
-    private bool _pumpFlushing;    // the pump is flushing the client's output
     private bool _skipUntilSync;   // an extended request failed: the server skips to the next Sync
     private long _bodyRemaining;   // bytes of the current server message not read yet
     private bool _bodyForward;     // whether those bytes go to the client
-    private long _forwardedBytes;  // bytes forwarded to the client by the batch being processed
-    private int _completedUnit;    // the latest client request unit completed by the batch being processed
     private byte[]? _cancelReplacement; // the edge cancelled the running request: answer this instead of the server's 57014
 
     public PgServerConnection(PgPool pool, ConnectionContext transport, PgServerStartup startup, HostPort endpoint, long openedAt, ILogger log)
+        : base(transport, endpoint)
     {
         Statements = new PgServerStatements(Math.Max(1, pool.Database.Pool.MaxPreparedStatements));
         Id = Interlocked.Increment(ref s_nextId);
         _pool = pool;
-        _transport = transport;
-        _input = transport.Transport.Input;
-        Output = transport.Transport.Output;
         _log = log;
-        Endpoint = endpoint;
         OpenedAt = openedAt;
         IdleSince = openedAt;
         ProcessId = startup.ProcessId;
@@ -85,13 +61,9 @@ internal sealed class PgServerConnection : IPooledConnection
 
     public long Id { get; }
 
-    public HostPort Endpoint { get; }
-
     public long OpenedAt { get; }
 
     public long IdleSince { get; set; }
-
-    public bool IsBroken => _state == PgServerState.Broken;
 
     /// <summary>The server's process id and secret, for CancelRequest.</summary>
     public int ProcessId { get; }
@@ -103,8 +75,6 @@ internal sealed class PgServerConnection : IPooledConnection
 
     /// <summary>The server's current values of the tracked parameters (null: the server default).</summary>
     public string?[] Tracked { get; }
-
-    public PipeWriter Output { get; }
 
     /// <summary>The pool this connection belongs to.</summary>
     public PgPool Pool => _pool;
@@ -148,13 +118,9 @@ internal sealed class PgServerConnection : IPooledConnection
         }
     }
 
-    public PgServerState State => _state;
-
     public PgClientSession? Client => Volatile.Read(ref _client);
 
     public bool IsAttachedTo(PgClientSession client) => ReferenceEquals(Volatile.Read(ref _client), client);
-
-    public void Start() => _ = PumpAsync();
 
     // ---------------------------------------------------------------- client side
 
@@ -164,7 +130,7 @@ internal sealed class PgServerConnection : IPooledConnection
         lock (_sync)
         {
             _client = client;
-            _state = PgServerState.Attached;
+            _state = ServerConnectionState.Attached;
             _clientUnsynced = false;
             _writerBusy = true;
         }
@@ -175,14 +141,14 @@ internal sealed class PgServerConnection : IPooledConnection
     {
         lock (_sync)
         {
-            if (!ReferenceEquals(_client, client) || _state != PgServerState.Attached)
+            if (!ReferenceEquals(_client, client) || _state != ServerConnectionState.Attached)
                 return false;
             _writerBusy = true;
             return true;
         }
     }
 
-    /// <summary>Records a request the client (or the edge for it) is about to write to <see cref="Output"/>.</summary>
+    /// <summary>Records a request the client (or the edge for it) is about to write to <c>Output</c>.</summary>
     public void Enqueue(PgRequestKind kind, PgResponseMode mode, int unit = 0)
     {
         lock (_sync)
@@ -346,7 +312,7 @@ internal sealed class PgServerConnection : IPooledConnection
     /// <summary>The resource group whose server settings (and statement timeout) were last applied to this connection.</summary>
     public MProxy.Edge.Qos.AppliedGroupSettings GroupSettings { get; } = new();
 
-    /// <summary>Ends the client's batch (after flushing <see cref="Output"/>); may return the connection to the pool.</summary>
+    /// <summary>Ends the client's batch (after flushing <c>Output</c>); may return the connection to the pool.</summary>
     public void EndWrite(PgClientSession client)
     {
         bool release;
@@ -377,8 +343,8 @@ internal sealed class PgServerConnection : IPooledConnection
             _writerBusy = false;
             pending = _queue.Count > 0 || _clientUnsynced;
             status = _status;
-            if (_state == PgServerState.Attached)
-                _state = PgServerState.Idle;
+            if (_state == ServerConnectionState.Attached)
+                _state = ServerConnectionState.Idle;
         }
         if (IsBroken)
         {
@@ -407,7 +373,7 @@ internal sealed class PgServerConnection : IPooledConnection
         var request = new PgInternalRequest();
         lock (_sync)
         {
-            if (_state == PgServerState.Broken)
+            if (_state == ServerConnectionState.Broken)
                 throw new IOException("the server connection is closed");
             _queue.Enqueue(new PgPendingRequest(PgRequestKind.Query, PgResponseMode.Swallow, request));
         }
@@ -431,9 +397,9 @@ internal sealed class PgServerConnection : IPooledConnection
     {
         lock (_sync)
         {
-            if (_state == PgServerState.Broken)
+            if (_state == ServerConnectionState.Broken)
                 return;
-            _state = PgServerState.Broken;
+            _state = ServerConnectionState.Broken;
         }
         try
         {
@@ -449,65 +415,11 @@ internal sealed class PgServerConnection : IPooledConnection
 
     // ---------------------------------------------------------------- the pump
 
-    private async Task PumpAsync()
-    {
-        Exception? failure = null;
-        try
-        {
-            while (true)
-            {
-                var result = await _input.ReadAsync();
-                var buffer = result.Buffer;
-                PgClientSession? client;
-                bool wrote;
-                SequencePosition consumed;
-                long forwarded;
-                int completedUnit;
-                lock (_sync)
-                {
-                    client = _client;
-                    wrote = false;
-                    consumed = ProcessLocked(buffer, client, ref wrote);
-                    if (wrote)
-                        _pumpFlushing = true;
-                    forwarded = _forwardedBytes;
-                    completedUnit = _completedUnit;
-                    _forwardedBytes = 0;
-                    _completedUnit = 0;
-                }
-                _input.AdvanceTo(consumed, buffer.End);
-
-                if (client is not null)
-                {
-                    if (forwarded > 0 || completedUnit != 0)
-                        client.OnResponses(forwarded, completedUnit);
-                    if (wrote)
-                        await client.FlushOutputAsync();
-                    bool release;
-                    lock (_sync)
-                    {
-                        _pumpFlushing = false;
-                        release = TryReleaseLocked();
-                    }
-                    if (release)
-                        _pool.Return(this);
-                }
-                if (result.IsCompleted)
-                    throw new IOException("the server closed the connection");
-            }
-        }
-        catch (Exception e)
-        {
-            failure = e;
-        }
-        await FailAsync(failure);
-    }
-
     /// <summary>
     /// Handles every whole message in <paramref name="buffer"/> (and the available part of a large
     /// forwarded one), emitting the edge's own responses where they fall due; returns how far it consumed.
     /// </summary>
-    private SequencePosition ProcessLocked(in ReadOnlySequence<byte> buffer, PgClientSession? client, ref bool wrote)
+    protected override SequencePosition ProcessLocked(in ReadOnlySequence<byte> buffer, PgClientSession? client, ref bool wrote)
     {
         var output = client?.WritableOutput;
         var cursor = buffer;
@@ -660,7 +572,7 @@ internal sealed class PgServerConnection : IPooledConnection
                         // An error nobody asked for: the server is terminating the connection.
                         PgLog.ServerAsyncError(_log, Id, fields.SqlState, fields.Message);
                         if (fields.IsFatal)
-                            _state = PgServerState.Broken;
+                            _state = ServerConnectionState.Broken;
                         return ForwardIf(client is not null);
                     }
                     var head = _queue.Head;
@@ -681,7 +593,7 @@ internal sealed class PgServerConnection : IPooledConnection
                         _skipUntilSync = true;
                     }
                     if (fields.IsFatal)
-                        _state = PgServerState.Broken;
+                        _state = ServerConnectionState.Broken;
                     if (fields.SqlState == PgSqlState.QueryCanceled && _cancelReplacement is { } replacement && head.Mode == PgResponseMode.Forward && client is not null)
                     {
                         _replacement = replacement;
@@ -778,10 +690,10 @@ internal sealed class PgServerConnection : IPooledConnection
         return mode == PgResponseMode.Forward;
     }
 
-    private bool TryReleaseLocked()
+    protected override bool TryReleaseLocked()
     {
         if (_client is null
-            || _state != PgServerState.Attached
+            || _state != ServerConnectionState.Attached
             || _pool.Mode != PoolMode.Transaction
             || _queue.Count != 0
             || _clientUnsynced
@@ -795,33 +707,18 @@ internal sealed class PgServerConnection : IPooledConnection
         // client's loop sees the connection gone, the slot is free too.
         _client.OnTransactionReleased();
         _client = null;
-        _state = PgServerState.Idle;
+        _state = ServerConnectionState.Idle;
         return true;
     }
 
-    private async Task FailAsync(Exception? failure)
+    protected override void ReturnToPool() => _pool.Return(this);
+
+    protected override bool IsMidMessage => _bodyRemaining > 0;
+
+    protected override void OnBrokenLocked(Exception? failure, bool first)
     {
-        PgClientSession? client;
-        lock (_sync)
-        {
-            var wasBroken = _state == PgServerState.Broken;
-            _state = PgServerState.Broken;
-            client = _client;
-            _queue.Clear(failure ?? new IOException("the server connection closed"));
-            if (!wasBroken && failure is not null)
-                PgLog.ServerConnectionFailed(_log, Id, Endpoint.ToString(), failure.Message);
-        }
-        // The client's transaction, if any, is gone with this connection: tell it and close it.
-        // Its loop then detaches and returns this (broken) connection, which the pool closes.
-        if (client is not null)
-            await client.FailFromServerAsync(_bodyRemaining > 0, "mproxy: lost the connection to the server " + Endpoint + (failure is null ? "" : ": " + failure.Message));
-        try
-        {
-            await _transport.DisposeAsync();
-        }
-        catch
-        {
-            // already closed
-        }
+        _queue.Clear(failure ?? new IOException("the server connection closed"));
+        if (first && failure is not null)
+            PgLog.ServerConnectionFailed(_log, Id, Endpoint.ToString(), failure.Message);
     }
 }

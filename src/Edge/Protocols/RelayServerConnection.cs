@@ -1,0 +1,170 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Microsoft.AspNetCore.Connections;
+using MProxy.Edge.Configuration;
+
+namespace MProxy.Edge.Protocols;
+
+/// <summary>The states of a server connection; each protocol's connection changes them in one place each.</summary>
+internal enum ServerConnectionState
+{
+    /// <summary>In the pool, or leased for the edge's own work (check, reset).</summary>
+    Idle,
+
+    /// <summary>Attached to a client, whose requests it serves.</summary>
+    Attached,
+
+    /// <summary>Closed or failed; never reused.</summary>
+    Broken,
+}
+
+/// <summary>
+/// The protocol-neutral half of a server connection: the pump that relays what the server sends to
+/// the attached client. Each batch is framed by the protocol (<see cref="ProcessLocked"/>, under the
+/// connection's lock), then the client hears how many bytes and which unit completed
+/// (<see cref="RelayClientSession.OnResponses"/>), its output is flushed outside the lock, and the
+/// connection goes back to the pool if the protocol says it may (<see cref="TryReleaseLocked"/>).
+/// When the server goes away the client is told and closed (<see cref="FailAsync"/>).
+/// </summary>
+internal abstract class RelayServerConnection<TClient>(ConnectionContext transport, HostPort endpoint)
+    where TClient : RelayClientSession
+{
+    /// <summary>Guards the connection's state; the pump and the client's loop both take it.</summary>
+    protected readonly object _sync = new();
+
+    /// <summary>The connection to the server.</summary>
+    protected readonly ConnectionContext _transport = transport;
+
+    /// <summary>What the server sends; read by the pump only.</summary>
+    protected readonly PipeReader _input = transport.Transport.Input;
+
+    /// <summary>The client served now, if any.</summary>
+    protected TClient? _client;
+
+    /// <summary>Changed under <see cref="_sync"/>; read without it.</summary>
+    protected volatile ServerConnectionState _state = ServerConnectionState.Idle;
+
+    /// <summary>The pump is flushing the client's output: the connection cannot go back to the pool yet.</summary>
+    protected bool _pumpFlushing;
+
+    /// <summary>Bytes forwarded to the client by the batch being processed.</summary>
+    protected long _forwardedBytes;
+
+    /// <summary>The latest client request unit completed by the batch being processed (0: none).</summary>
+    protected int _completedUnit;
+
+    public HostPort Endpoint { get; } = endpoint;
+
+    public ServerConnectionState State => _state;
+
+    public bool IsBroken => _state == ServerConnectionState.Broken;
+
+    /// <summary>What goes to the server (written by the attached client's loop, or the edge while idle).</summary>
+    public PipeWriter Output { get; } = transport.Transport.Output;
+
+    /// <summary>Starts relaying the server's messages.</summary>
+    public void Start() => _ = PumpAsync();
+
+    /// <summary>
+    /// Handles every whole message in <paramref name="buffer"/> (and the available part of a large
+    /// forwarded one), writing to <paramref name="client"/>'s output what it must see; returns how
+    /// far it consumed. Sets <paramref name="wrote"/> when it wrote to the client. Called under <see cref="_sync"/>.
+    /// </summary>
+    protected abstract SequencePosition ProcessLocked(in ReadOnlySequence<byte> buffer, TClient? client, ref bool wrote);
+
+    /// <summary>Detaches the client if the connection may go back to the pool now; true when it did. Called under <see cref="_sync"/>.</summary>
+    protected abstract bool TryReleaseLocked();
+
+    /// <summary>Gives the connection back to its pool (after <see cref="TryReleaseLocked"/>).</summary>
+    protected abstract void ReturnToPool();
+
+    /// <summary>
+    /// The connection just broke: fail what is pending on it, and log <paramref name="failure"/> when
+    /// <paramref name="first"/> (it was not closed or broken before). Called under <see cref="_sync"/>.
+    /// </summary>
+    protected abstract void OnBrokenLocked(Exception? failure, bool first);
+
+    /// <summary>Whether a message to the client was cut in half by the failure (then nothing sensible can be said to it).</summary>
+    protected abstract bool IsMidMessage { get; }
+
+    private async Task PumpAsync()
+    {
+        Exception? failure = null;
+        try
+        {
+            while (true)
+            {
+                var result = await _input.ReadAsync();
+                var buffer = result.Buffer;
+                TClient? client;
+                bool wrote;
+                SequencePosition consumed;
+                long forwarded;
+                int completedUnit;
+                lock (_sync)
+                {
+                    client = _client;
+                    wrote = false;
+                    consumed = ProcessLocked(buffer, client, ref wrote);
+                    if (wrote)
+                        _pumpFlushing = true;
+                    forwarded = _forwardedBytes;
+                    completedUnit = _completedUnit;
+                    _forwardedBytes = 0;
+                    _completedUnit = 0;
+                }
+                _input.AdvanceTo(consumed, buffer.End);
+
+                if (client is not null)
+                {
+                    if (forwarded > 0 || completedUnit != 0)
+                        client.OnResponses(forwarded, completedUnit);
+                    if (wrote)
+                        await client.FlushOutputAsync();
+                    bool release;
+                    lock (_sync)
+                    {
+                        _pumpFlushing = false;
+                        release = TryReleaseLocked();
+                    }
+                    if (release)
+                        ReturnToPool();
+                }
+                if (result.IsCompleted)
+                    throw new IOException("the server closed the connection");
+            }
+        }
+        catch (Exception e)
+        {
+            failure = e;
+        }
+        await FailAsync(failure);
+    }
+
+    /// <summary>
+    /// The server connection is lost: the client's transaction, if any, is gone with it — tell the
+    /// client and close it. Its loop then detaches and returns this (broken) connection, which the
+    /// pool closes.
+    /// </summary>
+    private async Task FailAsync(Exception? failure)
+    {
+        TClient? client;
+        lock (_sync)
+        {
+            client = _client;
+            var first = _state != ServerConnectionState.Broken;
+            _state = ServerConnectionState.Broken;
+            OnBrokenLocked(failure, first);
+        }
+        if (client is not null)
+            await client.FailFromServerAsync(IsMidMessage, "mproxy: lost the connection to the server " + Endpoint + (failure is null ? "" : ": " + failure.Message));
+        try
+        {
+            await _transport.DisposeAsync();
+        }
+        catch
+        {
+            // already closed
+        }
+    }
+}
