@@ -161,7 +161,11 @@ public sealed class MisbehavingServerTests : IAsyncLifetime
         var reply = await client.ReadUntilReadyAsync();
         Assert.Contains(reply, m => m.Code == 'S' && m.Text == "TimeZone\0Asia/Tokyo\0");
 
-        // Take the client's connection away: another client holds it in a transaction.
+        // Take the client's connection away: another client holds it in a transaction. The connection
+        // goes back to the pool just after the ReadyForQuery is relayed: wait for it, or the other
+        // client would open a second connection instead.
+        var pool = Assert.Single(_edge.Get<PgPoolRegistry>().All);
+        await WaitUntilAsync(() => pool.Connections.GetStats() is { Idle: 1, Total: 1 });
         var (other, _) = await RawPgClient.LoginAsync(_edge.Port, "app", "app", null);
         await other.SendQueryAsync("BEGIN");
         var otherRequest = await server.ReadRequestAsync();
