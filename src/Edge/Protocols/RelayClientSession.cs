@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using MProxy.Edge.Backends;
 using MProxy.Edge.Qos;
 using MProxy.Edge.Telemetry;
@@ -22,10 +24,25 @@ internal interface IBackendPool
 /// telemetry), and the balancer's count of the client's transaction on its host. The PostgreSQL and
 /// MySQL sessions derive from it; <see cref="RelayServerConnection{TClient}"/> calls its public members.
 /// </summary>
-internal abstract class RelayClientSession(PipeWriter output)
+internal abstract class RelayClientSession(IDuplexPipe client)
 {
-    /// <summary>The client's side of its connection.</summary>
-    protected readonly PipeWriter _output = output;
+    /// <summary>What the client sends.</summary>
+    protected readonly PipeReader _input = client.Input;
+
+    /// <summary>What goes to the client: the edge's own answers, and the pump's relayed responses.</summary>
+    protected readonly PipeWriter _output = client.Output;
+
+    /// <summary>The edge wrote to the client directly in this batch (flushed before a server's responses can follow).</summary>
+    protected bool _outputDirty;
+
+    /// <summary>The proxy is draining: leave at the next read that finds the client between transactions.</summary>
+    protected volatile bool _shutdownRequested;
+
+    /// <summary>Close gracefully at the next read (after a fatal error was sent).</summary>
+    protected volatile bool _closeRequested;
+
+    /// <summary>How far <see cref="ProcessBatchAsync"/> consumed the batch it was given.</summary>
+    protected SequencePosition _consumed;
 
     /// <summary>Writing to the client failed: the pump stops writing to it.</summary>
     protected volatile bool _outputBroken;
@@ -47,6 +64,62 @@ internal abstract class RelayClientSession(PipeWriter output)
 
     /// <summary>Where the pump writes this client's responses; null once writing to the client failed.</summary>
     public PipeWriter? WritableOutput => _outputBroken ? null : _output;
+
+    /// <summary>
+    /// The command loop after login: each read is a batch of the client's messages, handled by the
+    /// protocol (<see cref="ProcessBatchAsync"/>), then flushed to the server and the client
+    /// (<see cref="EndBatchAsync"/>). Ends when the client leaves, after a fatal error, or when the
+    /// proxy drains and the client is between transactions.
+    /// </summary>
+    protected async Task CommandLoopAsync()
+    {
+        while (true)
+        {
+            var result = await _input.ReadAsync();
+            var buffer = result.Buffer;
+            try
+            {
+                if (result.IsCanceled && _closeRequested)
+                    return;
+                if (result.IsCanceled && _shutdownRequested && IsBetweenTransactions())
+                {
+                    await WriteShutdownAsync();
+                    return;
+                }
+                var keepGoing = await ProcessBatchAsync(buffer);
+                buffer = buffer.Slice(_consumed);
+                await EndBatchAsync();
+                if (!keepGoing)
+                    return;
+            }
+            finally
+            {
+                _input.AdvanceTo(buffer.Start, buffer.End);
+            }
+            if (result.IsCompleted)
+                return;
+        }
+    }
+
+    /// <summary>Handles every whole message of <paramref name="buffer"/>, setting <see cref="_consumed"/>; false when the client said goodbye.</summary>
+    protected abstract ValueTask<bool> ProcessBatchAsync(ReadOnlySequence<byte> buffer);
+
+    /// <summary>Ends a batch: flushes what went to the server and what the edge wrote to the client.</summary>
+    protected abstract ValueTask EndBatchAsync();
+
+    /// <summary>Whether the client has no transaction (nor unit) open: a drain may close it now.</summary>
+    protected abstract bool IsBetweenTransactions();
+
+    /// <summary>Tells the client the proxy is shutting down (its protocol's fatal error).</summary>
+    protected abstract Task WriteShutdownAsync();
+
+    /// <summary>Flushes what the edge wrote to the client directly.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    protected async ValueTask FlushDirectAsync()
+    {
+        _outputDirty = false;
+        await _output.FlushAsync();
+    }
 
     /// <summary>The pump relayed <paramref name="bytes"/> of responses and finished request unit <paramref name="completedUnit"/> (0: none).</summary>
     public void OnResponses(long bytes, int completedUnit)

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using System.IO.Pipelines;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
 using MProxy.Abstractions.ResourceUnits;
@@ -47,7 +46,6 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
 
     private readonly MySqlEdgeContext _edge;
     private readonly ConnectionContext _connection;
-    private readonly PipeReader _input;
     private readonly Dictionary<uint, MySqlClientStatement> _statements = [];
     private MySqlClientLogin? _login;
     private MySqlPool? _pool;                 // the pool of the database's primary when the session opened: its configuration and backends
@@ -56,9 +54,6 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
     private CausalToken _token;               // read-your-writes: the latest write this client must see
     private MySqlServerConnection? _server;   // the last server attached; it may have gone back to the pool since
     private MySqlServerConnection? _writing;  // the server this batch is writing to
-    private bool _outputDirty;
-    private volatile bool _shutdownRequested;
-    private volatile bool _closeRequested;
     private volatile bool _infile;            // the server asked for a LOCAL INFILE: the client's packets are file data
     private volatile MySqlSessionVariables _variables = MySqlSessionVariables.Default;
     private MySqlClientState _state = MySqlClientState.Handshake;
@@ -71,14 +66,11 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
     private string? _refusedLongData;         // the refusal of that long data, answered at the execution
     private long _bytesToServer;
     private PendingChangeUser? _changeUser;
-    private SequencePosition _consumed;
-
     public MySqlClientSession(MySqlEdgeContext edge, ConnectionContext connection)
-        : base(connection.Transport.Output)
+        : base(connection.Transport)
     {
         _edge = edge;
         _connection = connection;
-        _input = connection.Transport.Input;
         (ProcessId, SecretKey) = edge.Clients.NewKey();
     }
 
@@ -124,7 +116,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
                 await LoginAsync(config, response, remote, loginTimeout.Token);
             }
             _state = MySqlClientState.Ready;
-            await QueryLoopAsync();
+            await CommandLoopAsync();
         }
         catch (MySqlProtocolException e)
         {
@@ -225,38 +217,10 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
 
     // ------------------------------------------------------------------ command loop
 
-    private async Task QueryLoopAsync()
-    {
-        while (true)
-        {
-            var result = await _input.ReadAsync();
-            var buffer = result.Buffer;
-            try
-            {
-                if (result.IsCanceled && _closeRequested)
-                    return;
-                if (result.IsCanceled && _shutdownRequested && IsBetweenTransactions())
-                {
-                    await TryWriteFatalAsync(MySqlError.ServerShutdown, "mproxy: the proxy is shutting down [57P03]");
-                    return;
-                }
-                var keepGoing = await ProcessBatchAsync(buffer);
-                buffer = buffer.Slice(_consumed);
-                await EndBatchAsync();
-                if (!keepGoing)
-                    return;
-            }
-            finally
-            {
-                _input.AdvanceTo(buffer.Start, buffer.End);
-            }
-            if (result.IsCompleted)
-                return;
-        }
-    }
+    protected override Task WriteShutdownAsync() => TryWriteFatalAsync(MySqlError.ServerShutdown, "mproxy: the proxy is shutting down [57P03]");
 
     /// <summary>Handles every whole message in the buffer; returns false when the client quit.</summary>
-    private async ValueTask<bool> ProcessBatchAsync(ReadOnlySequence<byte> buffer)
+    protected override async ValueTask<bool> ProcessBatchAsync(ReadOnlySequence<byte> buffer)
     {
         _consumed = buffer.Start;
         while (MySqlFrame.TryReadMessage(buffer, _maxMessageBytes, out var message, out var payloadLength, out var sequence, out var split))
@@ -1166,7 +1130,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
     }
 
     /// <summary>Ends a batch: flushes what went to the server and what the edge wrote to the client.</summary>
-    private async ValueTask EndBatchAsync()
+    protected override async ValueTask EndBatchAsync()
     {
         if (_outputDirty)
             await FlushDirectAsync();
@@ -1218,12 +1182,6 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
         _outputDirty = true;
     }
 
-    private async ValueTask FlushDirectAsync()
-    {
-        _outputDirty = false;
-        await _output.FlushAsync();
-    }
-
     private void CopyToServer(MySqlServerConnection server, in ReadOnlySequence<byte> bytes)
     {
         server.Output.WriteSequence(bytes);
@@ -1268,7 +1226,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
             _input.CancelPendingRead();
     }
 
-    private bool IsBetweenTransactions()
+    protected override bool IsBetweenTransactions()
     {
         var server = _server;
         return server is null

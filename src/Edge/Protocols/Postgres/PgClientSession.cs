@@ -32,16 +32,12 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
 {
     private readonly PgEdgeContext _edge;
     private readonly ConnectionContext _connection;
-    private readonly PipeReader _input;
     private PgPool? _pool;
     private PgServerConnection? _server;    // the last server attached; it may have gone back to the pool since
     private PgServerConnection? _writing;   // the server this batch is writing to
-    private bool _outputDirty;              // the edge wrote to the client directly in this batch
     private bool _skipUntilSync;            // a request failed before reaching a server: skip to the client's Sync
     private long _copyRemaining;            // bytes of a large CopyData message still to pass on
     private bool _copyForward;
-    private volatile bool _shutdownRequested;
-    private volatile bool _closeRequested;     // close gracefully at the next read (after a FATAL was sent)
     private int _maxMessageBytes;
     private PgClientState _state = PgClientState.Startup;
     private bool _unitOpen;                  // its first message is sent, its Sync or Query is not
@@ -61,11 +57,10 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     private readonly DateTimeOffset _connectedAt;
 
     public PgClientSession(PgEdgeContext edge, ConnectionContext connection)
-        : base(connection.Transport.Output)
+        : base(connection.Transport)
     {
         _edge = edge;
         _connection = connection;
-        _input = connection.Transport.Input;
         (ProcessId, SecretKey) = edge.Clients.NewKey();
         _connectedAt = edge.Time.GetUtcNow();
     }
@@ -120,7 +115,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             if (_admin)
                 await new PgAdminSession(_edge.Admin!, _input, _output, new(ProcessId, User), _maxMessageBytes, () => _shutdownRequested).RunAsync();
             else
-                await QueryLoopAsync();
+                await CommandLoopAsync();
         }
         catch (PgProtocolException e)
         {
@@ -283,41 +278,11 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
 
     // ------------------------------------------------------------------ query loop
 
-    private async Task QueryLoopAsync()
-    {
-        while (true)
-        {
-            var result = await _input.ReadAsync();
-            var buffer = result.Buffer;
-            try
-            {
-                if (result.IsCanceled && _closeRequested)
-                    return;
-                if (result.IsCanceled && _shutdownRequested && IsBetweenTransactions())
-                {
-                    await TryWriteFatalAsync(PgSqlState.AdminShutdown, "mproxy: the proxy is shutting down");
-                    return;
-                }
-                var keepGoing = await ProcessBatchAsync(buffer);
-                buffer = buffer.Slice(_consumed);
-                await EndBatchAsync();
-                if (!keepGoing)
-                    return;
-            }
-            finally
-            {
-                _input.AdvanceTo(buffer.Start, buffer.End);
-            }
-            if (result.IsCompleted)
-                return;
-        }
-    }
-
-    private SequencePosition _consumed;
+    protected override Task WriteShutdownAsync() => TryWriteFatalAsync(PgSqlState.AdminShutdown, "mproxy: the proxy is shutting down");
 
     /// <summary>Handles every whole message in the buffer; returns false when the client terminated.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<bool> ProcessBatchAsync(ReadOnlySequence<byte> buffer)
+    protected override async ValueTask<bool> ProcessBatchAsync(ReadOnlySequence<byte> buffer)
     {
         _consumed = buffer.Start;
         if (_copyRemaining > 0)
@@ -761,7 +726,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
 
     /// <summary>Ends a batch: flushes what went to the server and what the edge wrote to the client.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask EndBatchAsync()
+    protected override async ValueTask EndBatchAsync()
     {
         if (_outputDirty)
             await FlushDirectAsync();
@@ -789,13 +754,6 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     {
         write(_output);
         _outputDirty = true;
-    }
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask FlushDirectAsync()
-    {
-        _outputDirty = false;
-        await _output.FlushAsync();
     }
 
     private void CopyToServer(PgServerConnection server, in ReadOnlySequence<byte> bytes)
@@ -1255,7 +1213,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             _input.CancelPendingRead();
     }
 
-    private bool IsBetweenTransactions()
+    protected override bool IsBetweenTransactions()
     {
         var server = _server;
         return server is null
