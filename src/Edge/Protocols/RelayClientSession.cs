@@ -18,11 +18,13 @@ internal interface IBackendPool
 }
 
 /// <summary>
-/// What every protocol's client session shares with the server connection that relays to it: the
-/// client's output (the pump writes responses to it, <see cref="FlushOutputAsync"/> flushes them),
-/// the request-unit counter whose completion the pump reports (<see cref="OnResponses"/>: RU and
-/// telemetry), and the balancer's count of the client's transaction on its host. The PostgreSQL and
-/// MySQL sessions derive from it; <see cref="RelayServerConnection{TClient}"/> calls its public members.
+/// What every protocol's client session has in common: the command loop after login
+/// (<see cref="CommandLoopAsync"/>, with the protocol's batch handling plugged in), and what it
+/// shares with the server connection that relays to it — the client's output (the pump writes
+/// responses to it, <see cref="FlushOutputAsync"/> flushes them), the request-unit counter whose
+/// completion the pump reports (<see cref="OnResponses"/>: RU and telemetry), and the balancer's count
+/// of the client's transaction on its host. The PostgreSQL and MySQL sessions derive from it;
+/// <see cref="RelayServerConnection{TClient}"/> calls its public members.
 /// </summary>
 internal abstract class RelayClientSession(IDuplexPipe client)
 {
