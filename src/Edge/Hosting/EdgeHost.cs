@@ -9,6 +9,7 @@ using Microsoft.Extensions.Logging;
 using MProxy.Edge.Admin;
 using MProxy.Edge.Configuration;
 using MProxy.Edge.Networking;
+using MProxy.Edge.Protocols;
 using MProxy.Edge.Protocols.MySql;
 using MProxy.Edge.Protocols.Postgres;
 using MProxy.Edge.Sessions;
@@ -85,9 +86,15 @@ public static class EdgeHost
     private static void AddObservability(IServiceCollection services, EdgeConfig config, CommandLineOverrides? source)
     {
         services.AddSingleton(sp => new EdgeTelemetry(config.Telemetry, sp.GetRequiredService<TimeProvider>()));
-        services.AddSingleton<PgInventory>();
-        services.AddSingleton<MySqlInventory>();
-        services.AddSingleton<IEdgeInventory>(sp => new CombinedInventory(sp.GetRequiredService<PgInventory>(), sp.GetRequiredService<MySqlInventory>()));
+        services.AddSingleton<IEdgeInventory>(sp =>
+        {
+            var time = sp.GetRequiredService<TimeProvider>();
+            var pg = sp.GetRequiredService<PgPoolRegistry>();
+            var mysql = sp.GetRequiredService<MySqlPoolRegistry>();
+            return new CombinedInventory(
+                new ProtocolInventory(PgPoolRegistry.Protocol, () => pg.All, () => pg.AllBackends, time),
+                new ProtocolInventory(MySqlPoolRegistry.Protocol, () => mysql.All, () => mysql.AllBackends, time));
+        });
         services.AddSingleton<EdgeMetrics>();
         services.AddSingleton(sp => new PrometheusExporter(sp.GetRequiredService<EdgeTelemetry>().Meter, includeRuntime: true));
         services.AddSingleton<IPeriodicTask, TelemetryTick>();

@@ -195,7 +195,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
         if (_edge.Qos is { Config.Enabled: true } gate)
             _qos = gate.OpenSession(gate.ResolveTenant(new TenantIdentity(user, Database, null)), this);
         _telemetry?.Dispose();
-        _telemetry = _edge.Telemetry?.OpenSession("mysql", Database, _qos?.Tenant.Name ?? user);
+        _telemetry = _edge.Telemetry?.OpenSession(MySqlPoolRegistry.Protocol, Database, _qos?.Tenant.Name ?? user);
         if (!_pool.HasConnected)
         {
             // No server connection has been opened yet: open one now, so that a bad server login shows at connect.

@@ -16,7 +16,7 @@ internal readonly record struct MySqlPoolVariant(bool FoundRows, byte Collation)
 /// The server connections of one (database, server user, variant, host) upstream: the MySQL side of a
 /// <see cref="ServerPool{TConnection}"/> — how to open, check, reset and close a connection.
 /// </summary>
-internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection>, IBackendPool
+internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection>, IBackendPool, IInventoriedPool
 {
     private readonly INetworkConnector _connector;
     private readonly TimeProvider _time;
@@ -72,6 +72,10 @@ internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection
 
     /// <summary>The pool's open server connections, leased or idle (for SHOW SERVERS).</summary>
     public ICollection<MySqlServerConnection> Live => _live.Values;
+
+    IEnumerable<IInventoriedServer> IInventoriedPool.Servers => Live;
+
+    public PoolStats GetStats() => Connections.GetStats();
 
     /// <summary>The QoS scheduler in front of this pool (its capacity is the pool's size), when QoS is on.</summary>
     public MProxy.Edge.Qos.QosScheduler? Scheduler { get; init; }

@@ -28,6 +28,9 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
         () => new BackendsRegistry(DatabaseProtocol.MySql, monitor => new MySqlBackendProbe(monitor, connector, time, _backendsLog), CloseHost, time, _backendsLog));
     private volatile string _serverVersion = DefaultServerVersion;
 
+    /// <summary>The protocol's name in metrics, traces and the admin console.</summary>
+    public const string Protocol = "mysql";
+
     public ICollection<MySqlPool> All => _pools.Values;
 
     /// <summary>The version the last server connection announced; what the edge's handshake announces.</summary>

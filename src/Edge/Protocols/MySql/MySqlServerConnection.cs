@@ -23,7 +23,7 @@ namespace MProxy.Edge.Protocols.MySql;
 /// autocommit on) and the client has not pinned it with session state — whichever of the pump or
 /// the client's loop observes that last does it.</para>
 /// </remarks>
-internal sealed class MySqlServerConnection : RelayServerConnection<MySqlClientSession>, IPooledConnection
+internal sealed class MySqlServerConnection : RelayServerConnection<MySqlClientSession>, IPooledConnection, IInventoriedServer
 {
     private static long s_nextId;
 
@@ -67,6 +67,10 @@ internal sealed class MySqlServerConnection : RelayServerConnection<MySqlClientS
     public uint ConnectionId { get; }
 
     public MySqlServerStatus Status => _status;
+
+    string IInventoriedServer.Transaction => (_status & MySqlServerStatus.InTransaction) != 0 ? "in-transaction" : "idle";
+
+    int? IInventoriedServer.ClientId => Client?.ProcessId;
 
     /// <summary>MariaDB (its version string says so) rather than MySQL: they name the statement timeout differently.</summary>
     public bool IsMariaDb { get; }

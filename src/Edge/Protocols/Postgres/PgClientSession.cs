@@ -200,7 +200,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             var applicationName = Tracked[PgTrackedParameters.IndexOf("application_name")];
             _qos = gate.OpenSession(gate.ResolveTenant(new TenantIdentity(user, Database, applicationName)), this);
         }
-        _telemetry = _edge.Telemetry?.OpenSession(PgInventory.Protocol, Database, _qos?.Tenant.Name ?? user);
+        _telemetry = _edge.Telemetry?.OpenSession(PgPoolRegistry.Protocol, Database, _qos?.Tenant.Name ?? user);
         var welcome = _pool.Welcome;
         if (welcome is null)
         {
@@ -1202,7 +1202,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             PgClientState.Ready => _admin ? "admin" : attached ? "active" : "idle",
             _ => "closing",
         };
-        return new(ProcessId, PgInventory.Protocol, User, Database, _qos?.Tenant.Name, Tracked[PgTrackedParameters.IndexOf("application_name")],
+        return new(ProcessId, PgPoolRegistry.Protocol, User, Database, _qos?.Tenant.Name, Tracked[PgTrackedParameters.IndexOf("application_name")],
             state, _connection.RemoteEndPoint?.ToString(), _connectedAt, attached ? server!.Id : null);
     }
 

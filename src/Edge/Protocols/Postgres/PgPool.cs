@@ -9,7 +9,7 @@ namespace MProxy.Edge.Protocols.Postgres;
 /// The server connections of one (database, server user) upstream: the PostgreSQL side of a
 /// <see cref="ServerPool{TConnection}"/> — how to open, check, clean and close a connection.
 /// </summary>
-internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>, IBackendPool
+internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>, IBackendPool, IInventoriedPool
 {
     private readonly INetworkConnector _connector;
     private readonly TimeProvider _time;
@@ -47,6 +47,10 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>, IBa
 
     /// <summary>The pool's open server connections, leased or idle (for SHOW SERVERS).</summary>
     public ICollection<PgServerConnection> Live => _live.Values;
+
+    IEnumerable<IInventoriedServer> IInventoriedPool.Servers => Live;
+
+    public PoolStats GetStats() => Connections.GetStats();
 
     /// <summary>The distinct statements clients prepared on this pool, shared by every client that prepares the same text.</summary>
     public required PgStatementCatalog Catalog { get; init; }

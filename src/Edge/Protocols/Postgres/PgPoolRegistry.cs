@@ -25,6 +25,9 @@ internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider t
     private BackendsRegistry BackendSet => LazyInitializer.EnsureInitialized(ref _backendSet,
         () => new BackendsRegistry(DatabaseProtocol.Postgres, monitor => new PgBackendProbe(monitor, connector, time, _backendsLog), CloseHost, time, _backendsLog));
 
+    /// <summary>The protocol's name in metrics, traces and the admin console.</summary>
+    public const string Protocol = "postgresql";
+
     public ICollection<PgPool> All => _pools.Values;
 
     public ICollection<DatabaseBackends> AllBackends => BackendSet.All;

@@ -23,7 +23,7 @@ namespace MProxy.Edge.Protocols.Postgres;
 /// goes back to the pool when nothing is pending, the client is not mid-batch and the transaction
 /// status is idle — whichever of the pump or the client's loop observes that last does it.</para>
 /// </remarks>
-internal sealed class PgServerConnection : RelayServerConnection<PgClientSession>, IPooledConnection
+internal sealed class PgServerConnection : RelayServerConnection<PgClientSession>, IPooledConnection, IInventoriedServer
 {
     private static long s_nextId;
 
@@ -107,6 +107,15 @@ internal sealed class PgServerConnection : RelayServerConnection<PgClientSession
     }
 
     public PgTransactionStatus TransactionStatus => _status;
+
+    string IInventoriedServer.Transaction => _status switch
+    {
+        PgTransactionStatus.InTransaction => "in-transaction",
+        PgTransactionStatus.Failed => "failed",
+        _ => "idle",
+    };
+
+    int? IInventoriedServer.ClientId => Client?.ProcessId;
 
     /// <summary>Whether responses are still awaited on this connection.</summary>
     public bool HasPendingRequests
