@@ -40,6 +40,13 @@ public sealed record TenantUsageReport
     /// <summary>The edge's current debt for the tenant (RU spent beyond its tokens), a gauge, ≥ 0.</summary>
     public double DebtRu { get; init; }
 
+    /// <summary>
+    /// The tenant's budget held queries back on this edge since its previous report (one waited for
+    /// budget or was refused for it, or the bucket is in debt): its demand then only measures what it
+    /// was allowed, so the tier sizes it at least a fair share.
+    /// </summary>
+    public bool Constrained { get; init; }
+
     public long Admitted { get; init; }
 
     public long Throttled { get; init; }

@@ -57,6 +57,9 @@ public interface IPolicyUsageSink
     /// <summary>A query was refused: throttled (budget) or shed (overload); <paramref name="estimatedRu"/> counts toward demand.</summary>
     void RecordRefused(string tenant, double estimatedRu, bool shed);
 
+    /// <summary>A query waits for the tenant's bucket to leave debt: the budget is holding the tenant back on this edge.</summary>
+    void RecordBudgetWait(string tenant);
+
     /// <summary>The tenant's bucket is <paramref name="debtRu"/> in debt now (a gauge; 0 when not).</summary>
     void ReportDebt(string tenant, double debtRu);
 

@@ -144,6 +144,8 @@ public sealed partial class PolicyClient : BackgroundService, ITenantAllowance, 
 
     public void RecordRefused(string tenant, double estimatedRu, bool shed) => _recorder.Refused(tenant, estimatedRu, shed);
 
+    public void RecordBudgetWait(string tenant) => _recorder.BudgetWait(tenant);
+
     public void ReportDebt(string tenant, double debtRu) => _recorder.Debt(tenant, debtRu);
 
     public void RecordExecution(string tenant, ulong fingerprint, double ru, double latencyMs, string? sample = null) =>
@@ -212,6 +214,7 @@ public sealed partial class PolicyClient : BackgroundService, ITenantAllowance, 
             slot.Demand = slot.HasDemand ? (0.5 * slot.Demand) + (0.5 * rate) : rate;
             slot.HasDemand = true;
             slot.DebtRu = counters.DebtRu;
+            slot.Constrained = counters.Constrained || counters.DebtRu > 0;
             slot.UnsentUsedRu += counters.UsedRu;
             slot.UnsentAdmitted += counters.Admitted;
             slot.UnsentThrottled += counters.Throttled;
@@ -280,6 +283,7 @@ public sealed partial class PolicyClient : BackgroundService, ITenantAllowance, 
                 UsedRu = slot.UnsentUsedRu,
                 DemandRuPerSecond = slot.Demand,
                 DebtRu = slot.DebtRu,
+                Constrained = slot.Constrained,
                 Admitted = slot.UnsentAdmitted,
                 Throttled = slot.UnsentThrottled,
                 Shed = slot.UnsentShed,
@@ -431,6 +435,7 @@ public sealed partial class PolicyClient : BackgroundService, ITenantAllowance, 
         public double Demand;
         public bool HasDemand;
         public double DebtRu;
+        public bool Constrained;
         public double UnsentUsedRu;
         public long UnsentAdmitted;
         public long UnsentThrottled;

@@ -30,10 +30,22 @@ internal sealed class PolicyUsageRecorder
         {
             c.RequestedRu += Positive(estimatedRu);
             if (shed)
+            {
                 c.Shed++;
+            }
             else
+            {
                 c.Throttled++;
+                c.Constrained = true;
+            }
         }
+    }
+
+    public void BudgetWait(string tenant)
+    {
+        var c = Tenant(tenant);
+        lock (c)
+            c.Constrained = true;
     }
 
     public void Debt(string tenant, double debtRu)
@@ -77,6 +89,7 @@ internal sealed class PolicyUsageRecorder
                 list.Add((tenant, c.Copy()));
                 c.UsedRu = c.RequestedRu = 0;
                 c.Admitted = c.Throttled = c.Shed = 0;
+                c.Constrained = false;
             }
         }
         list.Sort((a, b) => string.CompareOrdinal(a.Item1, b.Item1));
@@ -122,6 +135,7 @@ internal sealed class PolicyUsageRecorder
         public long Admitted;
         public long Throttled;
         public long Shed;
+        public bool Constrained;
 
         public TenantCounters Copy() => (TenantCounters)MemberwiseClone();
     }

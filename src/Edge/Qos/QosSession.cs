@@ -97,6 +97,9 @@ internal sealed class QosSession : IDisposable
     /// <summary>Retry-after suggested when a slot wait times out or the scheduler is closing.</summary>
     public static readonly TimeSpan QueueRetryAfter = TimeSpan.FromSeconds(1);
 
+    /// <summary>The longest a statement waiting for budget sleeps before it tries the bucket again.</summary>
+    internal static readonly TimeSpan BudgetRecheck = TimeSpan.FromMilliseconds(200);
+
     private readonly QosGate _gate;
     private readonly object _sync = new();
     private StatementState _state;
@@ -246,6 +249,7 @@ internal sealed class QosSession : IDisposable
                     _state = StatementState.PendingBudget;
                     _budgetWaitStarted = _gate.Time.GetTimestamp();
                     account.CountBudgetWait();
+                    _gate.Policy.Usage?.RecordBudgetWait(Tenant.Name);
                 }
                 else
                 {
@@ -284,7 +288,10 @@ internal sealed class QosSession : IDisposable
         {
             while (true)
             {
-                await Task.Delay(retryAfter, _gate.Time, cancellationToken);
+                // Waits in slices: the rate the wait was computed from may rise meanwhile (a new
+                // lease, or the local share after a lease expired), and the statement should not
+                // sleep out a wait computed at the old rate.
+                await Task.Delay(retryAfter < BudgetRecheck ? retryAfter : BudgetRecheck, _gate.Time, cancellationToken);
                 var admission = RetryBudget();
                 if (admission.IsAdmitted || !admission.MayWait)
                     return admission;

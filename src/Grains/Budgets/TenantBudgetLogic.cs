@@ -13,7 +13,9 @@ namespace MProxy.Grains.Budgets;
 /// lets the sum of commitments exceed the budget (rates) or the burst (bursts), so over any window
 /// <c>W</c> all edges together spend at most <c>budget·W + burst</c>: at the window's start each edge
 /// holds at most its committed burst, and during it refills at most at its committed rate.</para>
-/// <para>Sizing: each live edge wants its demand times a headroom (at least a small idle share);
+/// <para>Sizing: each live edge wants its demand times a headroom (at least a small idle share, and
+/// at least the fair share <c>budget / live edges</c> while its budget holds queries back: a throttled
+/// edge's demand only measures what it was allowed, so it could not grow out of a small lease);
 /// the budget is divided max-min fair, so an edge that wants it always gets at least
 /// <c>budget / live edges</c>, and what idle edges leave is lent to busy ones. A returning edge
 /// reclaims its share as soon as the borrowers apply their smaller leases (their next exchange),
@@ -103,7 +105,7 @@ public static class TenantBudgetLogic
         var fair = budget / live.Count;
         var wants = new double[live.Count];
         for (var i = 0; i < live.Count; i++)
-            wants[i] = Math.Max(live[i].DemandRuPerSecond * config.DemandHeadroom, fair * config.IdleShareFraction);
+            wants[i] = Math.Max(live[i].DemandRuPerSecond * config.DemandHeadroom, live[i].Constrained ? fair : fair * config.IdleShareFraction);
         var targets = FairShare.Allocate(budget, wants);
         var target = targets[live.IndexOf(me)];
 
@@ -147,6 +149,7 @@ public static class TenantBudgetLogic
             LastSeen = now,
             DemandRuPerSecond = double.IsFinite(report.DemandRuPerSecond) ? Math.Max(0, report.DemandRuPerSecond) : 0,
             DebtRu = double.IsFinite(report.DebtRu) ? Math.Max(0, report.DebtRu) : 0,
+            Constrained = report.Constrained,
             SpendRuPerSecond = previous is null ? 0 : (0.5 * entry.SpendRuPerSecond) + (0.5 * spend),
         };
     }

@@ -39,6 +39,9 @@ public sealed record EdgeBudgetEntry
 
     public double DebtRu { get; init; }
 
+    /// <summary>The edge's last report said the budget held it back (<see cref="TenantUsageReport.Constrained"/>).</summary>
+    public bool Constrained { get; init; }
+
     /// <summary>
     /// Leases the edge may still be spending: not expired, and not older than the newest one it has
     /// said it applied. The tier is committed to the largest of them until they go.

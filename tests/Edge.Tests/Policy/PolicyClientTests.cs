@@ -221,6 +221,39 @@ public sealed class PolicyClientTests
     }
 
     [Fact]
+    public async Task ExchangeOnceAsync_BudgetHeldQueriesBack_ReportsTheTenantConstrainedForThatInterval()
+    {
+        var time = new ManualTimeProvider();
+        var tier = new ScriptedPolicyTier { Answer = LeaseOf30(time) };
+        using var client = Client(tier, time);
+        var constrained = new List<bool>();
+        async Task ExchangeAsync()
+        {
+            time.Advance(TimeSpan.FromSeconds(1));
+            await client.ExchangeOnceAsync(Token);
+            constrained.Add(Assert.Single(tier.Requests[^1].Tenants).Constrained);
+        }
+
+        client.RecordAdmitted("acme", 10);
+        await ExchangeAsync();                     // served freely
+        client.RecordBudgetWait("acme");
+        client.RecordAdmitted("acme", 10);
+        await ExchangeAsync();                     // a query waited for budget
+        client.RecordAdmitted("acme", 10);
+        await ExchangeAsync();                     // free again
+        client.RecordRefused("acme", 7, shed: true);
+        await ExchangeAsync();                     // shed for overload: not the budget
+        client.RecordRefused("acme", 7, shed: false);
+        await ExchangeAsync();                     // refused for budget
+        client.ReportDebt("acme", 12);
+        await ExchangeAsync();                     // in debt
+        client.ReportDebt("acme", 0);
+        await ExchangeAsync();
+
+        Assert.Equal([false, true, false, false, true, true, false], constrained);
+    }
+
+    [Fact]
     public async Task TryGetVerdict_VerdictPublished_HoldsUntilItsExpiry()
     {
         var time = new ManualTimeProvider();

@@ -61,6 +61,36 @@ public sealed class QosPolicySeamsTests : IDisposable
     }
 
     [Fact]
+    public async Task AdmitAsync_WaitingForBudget_IsAdmittedSoonAfterTheRateRises()
+    {
+        // A slow lease (1 RU/s) puts a statement 5 s from admission; then the lease expires and the
+        // local share (100 RU/s) pays the debt off in 50 ms. The waiting statement must see that,
+        // not sleep out the 5 s it was first told.
+        var config = new QosConfig
+        {
+            Enabled = true,
+            Groups = [new ResourceGroupConfig { Name = "default", RuPerSecond = 100, Burst = 10, DebtMax = 50, MaxBudgetWait = TimeSpan.FromSeconds(10) }],
+        };
+        using var gate = new QosGate(config, _time, new QosPolicySeams(_policy, _policy, _policy));
+        var session = gate.OpenSession(gate.ResolveTenant(new TenantIdentity("shop", "orders", null)));
+        _policy.Allowance = new TenantAllowance(1, 10, AllowanceSource.Lease, 2, _time.GetUtcNow().AddSeconds(3));
+        gate.Tick();
+        session.Tenant.Home.Bucket.Charge(15); // 5 RU of debt at 1 RU/s
+
+        var pending = session.AdmitAsync(new QueryHints(), 7, RuKind.Read, false, CancellationToken.None);
+        Assert.False(pending.IsCompleted);
+        Assert.Equal(1, _policy.BudgetWaits); // the edge tells the tier its budget is holding the tenant back
+        _policy.Allowance = new TenantAllowance(100, 10, AllowanceSource.LocalShare, 3, DateTimeOffset.MaxValue);
+        gate.Tick();
+        _time.Advance(QosSession.BudgetRecheck);
+
+        Assert.True(pending.IsCompleted);
+        var admission = await pending;
+        Assert.True(admission.IsAdmitted);
+        Assert.Equal(1, session.Tenant.Home.Admitted);
+    }
+
+    [Fact]
     public void Admit_GlobalRejectVerdict_RefusesWith57014AndIsImportedOnce()
     {
         var session = _gate.OpenSession(_gate.ResolveTenant(new TenantIdentity("shop", "orders", null)));
@@ -156,6 +186,10 @@ public sealed class QosPolicySeamsTests : IDisposable
         public void RecordAdmitted(string tenant, double ru) => Admitted += ru;
 
         public void RecordRefused(string tenant, double estimatedRu, bool shed) => Refused++;
+
+        public int BudgetWaits { get; private set; }
+
+        public void RecordBudgetWait(string tenant) => BudgetWaits++;
 
         public void ReportDebt(string tenant, double debtRu) => Debt[tenant] = debtRu;
 

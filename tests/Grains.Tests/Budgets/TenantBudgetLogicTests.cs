@@ -24,8 +24,9 @@ public sealed class TenantBudgetLogicTests
         public EdgeId Id { get; } = id;
         public TenantLease? Lease { get; set; }
         public double Demand { get; set; }
+        public bool Constrained { get; set; }
 
-        public TenantExchange Exchange() => new(Id, new TenantUsageReport { Tenant = Tenant, DemandRuPerSecond = Demand, AppliedLeaseSequence = Lease?.Sequence ?? 0 }, []);
+        public TenantExchange Exchange() => new(Id, new TenantUsageReport { Tenant = Tenant, DemandRuPerSecond = Demand, Constrained = Constrained, AppliedLeaseSequence = Lease?.Sequence ?? 0 }, []);
     }
 
     private static TenantBudgetState Call(TenantBudgetState state, Edge edge, DateTimeOffset now)
@@ -96,6 +97,35 @@ public sealed class TenantBudgetLogicTests
         }
         Assert.True(b.Lease.RuPerSecond >= 50 - 1e-9, $"returning edge reclaimed only {b.Lease.RuPerSecond} of its fair share 50");
         Assert.True(a.Lease.RuPerSecond <= 50 + 1e-9, $"borrower still has {a.Lease.RuPerSecond}");
+    }
+
+    [Fact]
+    public void Exchange_ThrottledEdgeWithLittleMeasuredDemand_IsSizedAtLeastItsFairShare()
+    {
+        // Closed-loop clients on a throttled edge only ask for what they were allowed: measured
+        // demand 2 RU/s under a small lease. Without the constrained flag the edge stays at its
+        // small share while the other keeps the rest.
+        var a = new Edge(A) { Demand = 200 };
+        var b = new Edge(B) { Demand = 2 };
+        var state = TenantBudgetState.Initial;
+        var now = Start;
+        for (var round = 0; round < 3; round++, now += TimeSpan.FromSeconds(1))
+        {
+            state = Call(state, a, now);
+            state = Call(state, b, now);
+        }
+        Assert.True(b.Lease!.RuPerSecond < 11, $"an unconstrained edge asking 2 RU/s got {b.Lease.RuPerSecond}");
+
+        b.Constrained = true; // one exchange to shrink the borrower's lease, one for it to apply it, then the share is free
+        for (var round = 0; round < 3; round++, now += TimeSpan.FromSeconds(1))
+        {
+            state = Call(state, b, now);
+            state = Call(state, a, now);
+            Assert.True(CommittedRate(state) <= 100 + 1e-9);
+        }
+        Assert.Equal(50, b.Lease.RuPerSecond, 6);
+        Assert.Equal(50, a.Lease!.RuPerSecond, 6);
+        Assert.True(state.Edges.Single(e => e.Edge == B).Constrained);
     }
 
     [Fact]
