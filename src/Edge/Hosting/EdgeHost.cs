@@ -64,6 +64,10 @@ public static class EdgeHost
             sockets.UnsafePreferInlineScheduling = true;
             sockets.WaitForDataBeforeAllocatingBuffer = false;
         });
+        // The database listeners accept onto direct socket connections (no pipe and loop between
+        // the socket and the session in each direction); the admin HTTP listener stays on Kestrel's.
+        builder.Services.AddSingleton<IConnectionListenerFactory>(new DirectSocketListenerFactory(
+            new[] { config.Listen.Postgres, config.Listen.MySql }.OfType<System.Net.EndPoint>().ToArray()));
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;

@@ -1,8 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
-using Microsoft.Extensions.Logging;
 using MProxy.Edge.Configuration;
 
 namespace MProxy.Edge.Networking;
@@ -13,13 +11,9 @@ public interface INetworkConnector
     ValueTask<ConnectionContext> ConnectAsync(HostPort endpoint, CancellationToken cancellationToken);
 }
 
-/// <summary>TCP connections with Kestrel's socket transport (pooled buffers, pipelines, no Nagle delay).</summary>
-public sealed class SocketNetworkConnector(ILoggerFactory loggerFactory) : INetworkConnector, IDisposable
+/// <summary>TCP connections (no Nagle delay) read and written directly: <see cref="DirectSocketConnection"/>.</summary>
+public sealed class SocketNetworkConnector : INetworkConnector
 {
-    private readonly SocketConnectionContextFactory _factory = new(
-        new SocketConnectionFactoryOptions { WaitForDataBeforeAllocatingBuffer = false, UnsafePreferInlineScheduling = true },
-        loggerFactory.CreateLogger<SocketNetworkConnector>());
-
     public async ValueTask<ConnectionContext> ConnectAsync(HostPort endpoint, CancellationToken cancellationToken)
     {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
@@ -35,8 +29,6 @@ public sealed class SocketNetworkConnector(ILoggerFactory loggerFactory) : INetw
             socket.Dispose();
             throw;
         }
-        return _factory.Create(socket);
+        return new DirectSocketConnection(socket);
     }
-
-    public void Dispose() => _factory.Dispose();
 }

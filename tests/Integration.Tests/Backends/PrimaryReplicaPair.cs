@@ -41,7 +41,7 @@ public sealed class PrimaryReplicaPair : IAsyncLifetime
     }
 
     internal static PgBackendProbe Probe() =>
-        new(Credentials, new SocketNetworkConnector(NullLoggerFactory.Instance), TimeProvider.System, NullLogger.Instance);
+        new(Credentials, new SocketNetworkConnector(), TimeProvider.System, NullLogger.Instance);
 
     public BackendsConfig Config(TopologyMode mode = TopologyMode.Static) => new()
     {

@@ -168,7 +168,7 @@ public sealed class MySqlBackendProbeTests
     }
 
     private static MySqlBackendProbe NewProbe() =>
-        new(new MonitorCredentials("mon", "hunter2", ""), new SocketNetworkConnector(NullLoggerFactory.Instance), TimeProvider.System, NullLogger.Instance);
+        new(new MonitorCredentials("mon", "hunter2", ""), new SocketNetworkConnector(), TimeProvider.System, NullLogger.Instance);
 
     private static MySqlTextResult Variables(string readOnly, string domain, string binlog, string slave) =>
         MySqlTextResult.Parse(MySqlServerMock.ResultSet(VariableColumns, [[readOnly, domain, binlog, slave]]));
