@@ -1,3 +1,4 @@
+using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
@@ -67,7 +68,7 @@ public static class EdgeHost
         // The database listeners accept onto direct socket connections (no pipe and loop between
         // the socket and the session in each direction); the admin HTTP listener stays on Kestrel's.
         builder.Services.AddSingleton<IConnectionListenerFactory>(new DirectSocketListenerFactory(
-            new[] { config.Listen.Postgres, config.Listen.MySql }.OfType<System.Net.EndPoint>().ToArray()));
+            new[] { config.Listen.Postgres, config.Listen.MySql }.OfType<EndPoint>().ToArray()));
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
