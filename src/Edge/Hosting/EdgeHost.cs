@@ -58,15 +58,9 @@ public static class EdgeHost
         services.AddHostedService<BackendMonitors>();
         AddObservability(services, config, source);
 
-        // A proxy's work per read is short and never blocks: run it inline on the socket's I/O
-        // thread instead of hopping to the thread pool at every pipe (both directions, both sides).
-        builder.WebHost.UseSockets(sockets =>
-        {
-            sockets.UnsafePreferInlineScheduling = true;
-            sockets.WaitForDataBeforeAllocatingBuffer = false;
-        });
         // The database listeners accept onto direct socket connections (no pipe and loop between
-        // the socket and the session in each direction); the admin HTTP listener stays on Kestrel's.
+        // the socket and the session in each direction, and the session's work runs on the
+        // socket's completion); the admin HTTP listener stays on Kestrel's default transport.
         builder.Services.AddSingleton<IConnectionListenerFactory>(new DirectSocketListenerFactory(
             new[] { config.Listen.Postgres, config.Listen.MySql }.OfType<EndPoint>().ToArray()));
         builder.WebHost.ConfigureKestrel(kestrel =>
