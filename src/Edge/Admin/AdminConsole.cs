@@ -34,7 +34,7 @@ internal sealed class AdminConsole(
     private static readonly string[] PoolColumns =
         ["database", "user", "host", "pool_mode", "pool_size", "sv_active", "sv_idle", "sv_opening", "cl_waiting", "maxwait_ms", "sched_busy", "sched_waiting", "sched_shed", "protocol"];
 
-    private static readonly string[] ClientColumns = ["id", "user", "database", "tenant", "application_name", "state", "addr", "connected_s", "server_id", "protocol"];
+    private static readonly string[] ClientColumns = ["id", "user", "database", "tenant", "application_name", "state", "addr", "connected_s", "server_id", "protocol", "tls"];
 
     private static readonly string[] ServerColumns = ["id", "database", "user", "host", "state", "client_id", "age_s", "transaction", "prepared", "protocol"];
 
@@ -154,7 +154,7 @@ internal sealed class AdminConsole(
         {
             rows.Add([
                 N(session.Id), session.User, session.Database, session.Tenant, session.ApplicationName, session.State, session.Remote,
-                N((long)(now - session.ConnectedAt).TotalSeconds), session.ServerId is { } id ? N(id) : null, session.Protocol,
+                N((long)(now - session.ConnectedAt).TotalSeconds), session.ServerId is { } id ? N(id) : null, session.Protocol, session.Tls,
             ]);
         }
         return Rows(ClientColumns, rows);

@@ -13,4 +13,10 @@ public sealed record CommandLineOverrides
     public int? PoolSize { get; init; }
     public string? PoolMode { get; init; }
     public string? AuthMethod { get; init; }
+
+    /// <summary>PEM certificate for TLS to clients (<c>tls.certificate</c>).</summary>
+    public string? TlsCertificate { get; init; }
+
+    /// <summary>PEM private key for TLS to clients (<c>tls.key</c>).</summary>
+    public string? TlsKey { get; init; }
 }

@@ -67,6 +67,10 @@ public static class ConfigLoader
             (raw.Pool ??= new()).Mode = o.PoolMode;
         if (o.AuthMethod is not null)
             (raw.Auth ??= new()).Method = o.AuthMethod;
+        if (o.TlsCertificate is not null)
+            (raw.Tls ??= new()).Certificate = o.TlsCertificate;
+        if (o.TlsKey is not null)
+            (raw.Tls ??= new()).Key = o.TlsKey;
         if (o.Primary is not null)
         {
             var url = ParsePostgresUrl("--primary", o.Primary);
@@ -167,6 +171,7 @@ public static class ConfigLoader
             Policy = ValidatePolicy(raw.Policy),
             Telemetry = MProxy.Edge.Telemetry.TelemetryConfigValidator.Validate(raw.Telemetry),
             Reload = MProxy.Edge.Hosting.ReloadSettings.Validate(raw.Reload),
+            Tls = TlsConfig.Validate(raw.Tls),
         };
     }
 

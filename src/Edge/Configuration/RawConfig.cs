@@ -18,6 +18,7 @@ internal sealed class RawConfig
     public RawPolicy? Policy { get; set; }
     public MProxy.Edge.Telemetry.RawTelemetry? Telemetry { get; set; }
     public MProxy.Edge.Hosting.RawReload? Reload { get; set; }
+    public RawTls? Tls { get; set; }
 }
 
 internal sealed class RawPolicy

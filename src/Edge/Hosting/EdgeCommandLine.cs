@@ -16,11 +16,13 @@ public static class EdgeCommandLine
         var poolSize = new Option<int?>("--pool-size") { Description = "server connections per pool (default 20)" };
         var poolMode = new Option<string?>("--pool-mode") { Description = "transaction (default) or session" };
         var auth = new Option<string?>("--auth") { Description = "client authentication: scram-sha-256 (default), md5 or trust" };
+        var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM certificate (and chain) for TLS to PostgreSQL clients (tls.certificate)" };
+        var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert (tls.key)" };
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Trace, Debug, Information (default), Warning, Error", DefaultValueFactory = _ => LogLevel.Information };
 
         var root = new RootCommand("mproxy: a database proxy that pools connections and enforces per-tenant resource budgets")
         {
-            configFile, listen, adminListen, primary, poolSize, poolMode, auth, logLevel,
+            configFile, listen, adminListen, primary, poolSize, poolMode, auth, tlsCert, tlsKey, logLevel,
         };
         root.SetAction(async (parse, cancellationToken) =>
         {
@@ -34,6 +36,8 @@ public static class EdgeCommandLine
                 PoolSize = parse.GetValue(poolSize),
                 PoolMode = parse.GetValue(poolMode),
                 AuthMethod = parse.GetValue(auth),
+                TlsCertificate = parse.GetValue(tlsCert),
+                TlsKey = parse.GetValue(tlsKey),
             };
             try
             {

@@ -28,11 +28,11 @@ internal interface IBackendPool
 /// </summary>
 internal abstract class RelayClientSession(IDuplexPipe client)
 {
-    /// <summary>What the client sends.</summary>
-    protected readonly PipeReader _input = client.Input;
+    /// <summary>What the client sends (replaced once, during login, if the client starts TLS).</summary>
+    protected PipeReader _input = client.Input;
 
-    /// <summary>What goes to the client: the edge's own answers, and the pump's relayed responses.</summary>
-    protected readonly PipeWriter _output = client.Output;
+    /// <summary>What goes to the client: the edge's own answers, and the pump's relayed responses (replaced with <see cref="_input"/>).</summary>
+    protected PipeWriter _output = client.Output;
 
     /// <summary>The edge wrote to the client directly in this batch (flushed before a server's responses can follow).</summary>
     protected bool _outputDirty;

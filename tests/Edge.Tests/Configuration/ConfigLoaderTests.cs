@@ -138,4 +138,37 @@ public sealed class ConfigLoaderTests
         Assert.Equal(new HostPort("postgres-primary", 5432), Assert.Single(config.Databases).Primary);
         Assert.NotNull(config.Listen.Admin);
     }
+
+    [Fact]
+    public void Tls_Absent_IsOff()
+    {
+        Assert.Null(ConfigLoader.LoadYaml(Minimal).Tls);
+    }
+
+    [Fact]
+    public void Tls_CertificateAndKey_AreLoaded_ModeDefaultsToAllow()
+    {
+        using var certificate = MProxy.TestSupport.TestCertificate.Create("CN=edge.example");
+        var tls = ConfigLoader.LoadYaml(Minimal + "\n" + $"tls:\n  certificate: {certificate.CertificatePath}\n  key: {certificate.KeyPath}\n").Tls;
+        Assert.NotNull(tls);
+        Assert.Equal(TlsMode.Allow, tls.Mode);
+        Assert.Equal("CN=edge.example", tls.Subject);
+        Assert.Equal(certificate.Thumbprint, tls.Certificate.TargetCertificate.Thumbprint);
+    }
+
+    [Theory]
+    [InlineData("tls:\n  key: {key}\n", "tls.certificate", "is required")]
+    [InlineData("tls:\n  certificate: {cert}\n", "tls.key", "is required")]
+    [InlineData("tls:\n  certificate: {cert}\n  key: {key}\n  mode: prefer\n", "tls.mode", "'prefer' is not one of allow, require")]
+    [InlineData("tls:\n  certificate: /nonexistent/server.crt\n  key: {key}\n", "tls.certificate", "does not exist")]
+    [InlineData("tls:\n  certificate: {key}\n  key: {key}\n", "tls.certificate", "cannot load the certificate")]
+    [InlineData("tls:\n  certificate: {cert}\n  key: {cert}\n", "tls.certificate", "cannot load the certificate")]
+    public void Tls_Invalid_NamesTheKey(string section, string key, string message)
+    {
+        using var certificate = MProxy.TestSupport.TestCertificate.Create();
+        var yaml = Minimal + "\n" + section.Replace("{cert}", certificate.CertificatePath).Replace("{key}", certificate.KeyPath);
+        var error = Assert.Throws<ConfigException>(() => ConfigLoader.LoadYaml(yaml));
+        Assert.Equal(key, error.Key);
+        Assert.Contains(message, error.Message);
+    }
 }

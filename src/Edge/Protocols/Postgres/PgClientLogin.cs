@@ -15,6 +15,9 @@ internal sealed record PgStartupRequest(IReadOnlyDictionary<string, string> Para
 
 internal sealed record PgCancelRequest(int ProcessId, int SecretKey) : PgFirstMessage;
 
+/// <summary>SSLRequest; <paramref name="TrailingData"/>: the client sent more bytes behind it, before any answer (never legitimate).</summary>
+internal sealed record PgSslRequest(bool TrailingData) : PgFirstMessage;
+
 /// <summary>The client side of login: the startup packet and client authentication.</summary>
 internal static class PgClientLogin
 {
@@ -22,7 +25,11 @@ internal static class PgClientLogin
     private static readonly ConditionalWeakTable<UserConfig, ScramVerifier> s_verifiers = [];
     private static readonly ScramVerifier s_unknownUserVerifier = ScramVerifier.FromPassword(Convert.ToBase64String(RandomNumberGenerator.GetBytes(24)));
 
-    /// <summary>Reads the startup-phase messages: answers SSLRequest and GSSENCRequest with 'N' (no encryption).</summary>
+    /// <summary>
+    /// Reads the startup-phase messages up to a startup, cancel or SSL request (the caller answers
+    /// an SSLRequest: with <c>S</c> and a TLS handshake, or <c>N</c>); answers GSSENCRequest with
+    /// <c>N</c> (no GSSAPI encryption).
+    /// </summary>
     /// <returns>null if the client went away.</returns>
     public static async Task<PgFirstMessage?> ReadFirstMessageAsync(PipeReader input, PipeWriter output, CancellationToken cancellationToken)
     {
@@ -38,12 +45,16 @@ internal static class PgClientLogin
                 continue;
             }
             var bytes = System.Buffers.BuffersExtensions.ToArray(payload);
+            var trailing = !buffer.Slice(end).IsEmpty;
             input.AdvanceTo(end);
             var reader = new PgMessageReader(bytes);
             var code = reader.ReadInt32();
             switch (code)
             {
                 case PgStartupCodes.SslRequest:
+                    if (bytes.Length != 4)
+                        PgProtocolException.Throw("malformed encryption request");
+                    return new PgSslRequest(trailing);
                 case PgStartupCodes.GssEncRequest:
                     if (bytes.Length != 4)
                         PgProtocolException.Throw("malformed encryption request");

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
+using System.Security.Authentication;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
 using MProxy.Abstractions.ResourceUnits;
@@ -55,6 +56,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     private MProxy.Abstractions.Priority _unitPriority;
     private bool _admin;                                        // logged in to the admin console
     private readonly DateTimeOffset _connectedAt;
+    private TlsTransport? _tls;                          // set once the client started TLS
 
     public PgClientSession(PgEdgeContext edge, ConnectionContext connection)
         : base(connection.Transport)
@@ -91,7 +93,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             PgStartupRequest? startup;
             using (var loginTimeout = new CancellationTokenSource(config.Clients.LoginTimeout, _edge.Time))
             {
-                var first = await PgClientLogin.ReadFirstMessageAsync(_input, _output, loginTimeout.Token);
+                var first = await ReadFirstMessageAsync(config, remote, loginTimeout.Token);
                 if (first is PgCancelRequest cancel)
                 {
                     await ForwardCancelAsync(cancel);
@@ -143,11 +145,74 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             _telemetry?.Dispose();
             if (registered)
                 _edge.Clients.Unregister(this);
+            if (_tls is not null)
+                await DisposeTlsAsync(_tls);
             PgLog.ClientDisconnected(_edge.Log, ProcessId);
         }
     }
 
     // ------------------------------------------------------------------ login
+
+    /// <summary>
+    /// Reads the client's first message, answering SSLRequests on the way: with <c>S</c> and a TLS
+    /// handshake when the edge has a certificate (once per connection), else <c>N</c>. With
+    /// <c>tls.mode: require</c> a cleartext startup is refused before authentication. Null: the
+    /// client went away (or failed its handshake).
+    /// </summary>
+    private async Task<PgFirstMessage?> ReadFirstMessageAsync(EdgeConfig config, string? remote, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var first = await PgClientLogin.ReadFirstMessageAsync(_input, _output, cancellationToken);
+            if (first is not PgSslRequest request)
+            {
+                if (first is PgStartupRequest && _tls is null && config.Tls is { Mode: TlsMode.Require })
+                {
+                    PgLog.ClientRefused(_edge.Log, remote, "a cleartext login where tls.mode is require");
+                    throw new PgErrorException(PgSqlState.InvalidAuthorizationSpecification,
+                        "mproxy: this edge accepts only TLS connections (tls.mode is require): connect with sslmode=require", fatal: true);
+                }
+                return first;
+            }
+            if (_tls is not null)
+                PgProtocolException.Throw("SSLRequest on a connection that already uses TLS");
+            if (config.Tls is not { } tls)
+            {
+                _output.Write("N"u8);
+                await _output.FlushAsync(cancellationToken);
+                continue;
+            }
+            // Bytes behind the SSLRequest were sent in cleartext before the handshake: never read
+            // them as if they had come through TLS (the "buffer stuffing" attack, CVE-2021-23214).
+            if (request.TrailingData)
+                PgProtocolException.Throw("unencrypted data after SSLRequest");
+            _output.Write("S"u8);
+            await _output.FlushAsync(cancellationToken);
+            try
+            {
+                _tls = await TlsTransport.AcceptAsync(_connection.Transport, tls, cancellationToken);
+            }
+            catch (AuthenticationException e)
+            {
+                PgLog.ClientTlsFailed(_edge.Log, remote, e.InnerException?.Message ?? e.Message);
+                return null;
+            }
+            _input = _tls.Input;
+            _output = _tls.Output;
+        }
+    }
+
+    private static async Task DisposeTlsAsync(TlsTransport tls)
+    {
+        try
+        {
+            await tls.DisposeAsync();
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
+        {
+            // the connection is already gone
+        }
+    }
 
     private async Task LoginAsync(EdgeConfig config, PgStartupRequest startup, string? remote, CancellationToken cancellationToken)
     {
@@ -1203,7 +1268,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             _ => "closing",
         };
         return new(ProcessId, PgPoolRegistry.Protocol, User, Database, _qos?.Tenant.Name, Tracked[PgTrackedParameters.IndexOf("application_name")],
-            state, _connection.RemoteEndPoint?.ToString(), _connectedAt, attached ? server!.Id : null);
+            state, _connection.RemoteEndPoint?.ToString(), _connectedAt, attached ? server!.Id : null, _tls?.Description);
     }
 
     public void RequestShutdown()

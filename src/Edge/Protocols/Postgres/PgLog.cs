@@ -20,6 +20,9 @@ internal static partial class PgLog
     [LoggerMessage(1004, LogLevel.Warning, "Refused a client from {Remote}: {Reason}")]
     public static partial void ClientRefused(ILogger logger, string? remote, string reason);
 
+    [LoggerMessage(1005, LogLevel.Information, "TLS handshake with a client from {Remote} failed: {Reason}")]
+    public static partial void ClientTlsFailed(ILogger logger, string? remote, string reason);
+
     [LoggerMessage(1010, LogLevel.Information, "Opened server connection {ServerId} to {Endpoint} for pool {Pool}")]
     public static partial void ServerOpened(ILogger logger, long serverId, string endpoint, string pool);
 

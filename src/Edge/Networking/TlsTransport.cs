@@ -1,0 +1,102 @@
+using System.IO.Pipelines;
+using System.Net.Security;
+using MProxy.Edge.Configuration;
+
+namespace MProxy.Edge.Networking;
+
+/// <summary>
+/// A client connection after its TLS handshake: the session reads and writes cleartext through
+/// <see cref="Input"/> and <see cref="Output"/>, which an <see cref="SslStream"/> encrypts onto the
+/// connection's own pipes. Only clients that asked for TLS pay for the extra layer.
+/// </summary>
+internal sealed class TlsTransport : IDuplexPipe, IAsyncDisposable
+{
+    private readonly SslStream _stream;
+
+    private TlsTransport(SslStream stream)
+    {
+        _stream = stream;
+        Input = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
+        Output = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
+    }
+
+    public PipeReader Input { get; }
+
+    public PipeWriter Output { get; }
+
+    /// <summary>What was negotiated, e.g. <c>Tls13 TLS_AES_256_GCM_SHA384</c> (for the admin console and logs).</summary>
+    public string Description => $"{_stream.SslProtocol} {_stream.NegotiatedCipherSuite}";
+
+    /// <summary>Runs the server side of the handshake over <paramref name="plain"/> with <paramref name="tls"/>'s certificate.</summary>
+    /// <exception cref="System.Security.Authentication.AuthenticationException">the handshake failed.</exception>
+    public static async Task<TlsTransport> AcceptAsync(IDuplexPipe plain, TlsConfig tls, CancellationToken cancellationToken)
+    {
+        var stream = new SslStream(new DuplexPipeStream(plain), leaveInnerStreamOpen: false);
+        try
+        {
+            await stream.AuthenticateAsServerAsync(tls.ServerOptions(), cancellationToken);
+        }
+        catch
+        {
+            await stream.DisposeAsync();
+            throw;
+        }
+        return new TlsTransport(stream);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Input.CompleteAsync();
+        try
+        {
+            await Output.CompleteAsync();
+        }
+        catch (IOException)
+        {
+            // the peer is gone; nothing left to flush
+        }
+        await _stream.DisposeAsync();
+    }
+
+    /// <summary>The connection's pipes as the one stream <see cref="SslStream"/> wraps.</summary>
+    private sealed class DuplexPipeStream(IDuplexPipe pipe) : Stream
+    {
+        private readonly Stream _read = pipe.Input.AsStream(leaveOpen: true);
+        private readonly Stream _write = pipe.Output.AsStream(leaveOpen: true);
+
+        public override bool CanRead => true;
+        public override bool CanWrite => true;
+        public override bool CanSeek => false;
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => _read.Read(buffer, offset, count);
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+            _read.ReadAsync(buffer, cancellationToken);
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            _read.ReadAsync(buffer, offset, count, cancellationToken);
+
+        public override void Write(byte[] buffer, int offset, int count) => _write.Write(buffer, offset, count);
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
+            _write.WriteAsync(buffer, cancellationToken);
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            _write.WriteAsync(buffer, offset, count, cancellationToken);
+
+        public override void Flush() => _write.Flush();
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => _write.FlushAsync(cancellationToken);
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+}
