@@ -156,4 +156,38 @@ public sealed class TlsTests(PostgresFixture postgres) : IDisposable
         await using var connection = await source.OpenConnectionAsync();
         Assert.Equal(1, await new NpgsqlCommand("SELECT 1", connection).ExecuteScalarAsync());
     }
+
+    [Fact]
+    public async Task Reload_PicksUpARenewedCertificate_ForNewConnections()
+    {
+        using var renewed = TestCertificate.Create("CN=mproxy-tls-renewed");
+        var body = MProxy.Integration.Tests.Observability.ObservedEdge.Users(postgres.Server);
+        await using var edge = await MProxy.Integration.Tests.Observability.ObservedEdge.StartAsync(body + _certificate.Yaml());
+        NpgsqlDataSource Source(Action<X509Certificate?> seen)
+        {
+            var builder = new NpgsqlDataSourceBuilder(new NpgsqlConnectionStringBuilder(edge.ConnectionString()) { SslMode = SslMode.Require, Pooling = false }.ConnectionString);
+            builder.UseSslClientAuthenticationOptionsCallback(options => options.RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+            {
+                seen(certificate);
+                return true;
+            });
+            return builder.Build();
+        }
+
+        X509Certificate? first = null;
+        await using var firstSource = Source(c => first = c);
+        await using var before = await firstSource.OpenConnectionAsync();
+        Assert.Equal(_certificate.Thumbprint, new X509Certificate2(first!).Thumbprint);
+
+        await edge.RewriteAsync(body + renewed.Yaml());
+        var reload = Assert.Single(await edge.AdminAsync("RELOAD"));
+        Assert.Contains("in force", string.Join(" ", reload.Values));
+
+        X509Certificate? second = null;
+        await using var secondSource = Source(c => second = c);
+        await using var after = await secondSource.OpenConnectionAsync();
+        Assert.Equal(renewed.Thumbprint, new X509Certificate2(second!).Thumbprint);
+        // The connection made before the reload keeps its session.
+        Assert.Equal(3, await new NpgsqlCommand("SELECT 3", before).ExecuteScalarAsync());
+    }
 }
