@@ -126,6 +126,33 @@ public sealed class PostgresServer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Turns TLS on (<c>ssl = on</c>, reloaded) with this certificate and key, copied into the data
+    /// directory with the permissions PostgreSQL demands; with <paramref name="refuseCleartext"/>,
+    /// TCP logins without TLS are rejected by pg_hba.
+    /// </summary>
+    public async Task EnableTlsAsync(string certificatePath, string keyPath, bool refuseCleartext = false)
+    {
+        var certificate = Path.Combine(DataDirectory, "server.crt");
+        var key = Path.Combine(DataDirectory, "server.key");
+        File.Copy(certificatePath, certificate, overwrite: true);
+        File.Copy(keyPath, key, overwrite: true);
+        File.SetUnixFileMode(key, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        if (ProcessRunner.IsRoot)
+            Check(await ProcessRunner.RunAsync("chown", ["postgres", certificate, key]), "chown");
+        await File.AppendAllTextAsync(Path.Combine(DataDirectory, "postgresql.conf"), "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        if (refuseCleartext)
+        {
+            // TCP logins only over TLS (local socket logins, the fixture's own, are unaffected).
+            var hba = Path.Combine(DataDirectory, "pg_hba.conf");
+            await File.WriteAllTextAsync(hba, "hostnossl all all 127.0.0.1/32 reject\n" + await File.ReadAllTextAsync(hba));
+        }
+        await ExecuteAsync("SELECT pg_reload_conf()");
+        // The postmaster applies the reload asynchronously: wait until a new session sees it.
+        for (var i = 0; i < 100 && !Equals(await ScalarAsync("SHOW ssl"), "on"); i++)
+            await Task.Delay(50);
+    }
+
     /// <summary>A streaming replica of this server (<c>pg_basebackup -R -c fast</c>), started.</summary>
     public async Task<PostgresServer> StartReplicaAsync()
     {

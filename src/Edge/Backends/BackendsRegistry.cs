@@ -16,7 +16,7 @@ namespace MProxy.Edge.Backends;
 /// <param name="time">The clock of the monitors.</param>
 /// <param name="log">The monitors' log.</param>
 public sealed class BackendsRegistry(
-    DatabaseProtocol protocol, Func<MonitorCredentials, IBackendProbe> createProbe, Action<string, HostPort, string> closeHost, TimeProvider time, ILogger log)
+    DatabaseProtocol protocol, Func<DatabaseConfig, MonitorCredentials, IBackendProbe> createProbe, Action<string, HostPort, string> closeHost, TimeProvider time, ILogger log)
     : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, DatabaseBackends> _backends = new();
@@ -35,7 +35,7 @@ public sealed class BackendsRegistry(
         {
             if (_backends.TryGetValue(database.Name, out existing))
                 return existing;
-            var backends = new DatabaseBackends(database.Name, config, createProbe(monitor), time, log);
+            var backends = new DatabaseBackends(database.Name, config, createProbe(database, monitor), time, log);
             backends.Monitor.BreakerChanged += change =>
             {
                 if (change.To == BreakerState.Open)

@@ -148,6 +148,7 @@ public static class ConfigLoader
                 Primary = primary ?? backends.Hosts[0],
                 Protocol = protocol,
                 AllowLoadDataLocal = d.AllowLoadDataLocal ?? false,
+                ServerTls = ServerTlsConfig.Validate($"{key}.serverTls", d.ServerTls, protocol),
                 ServerUser = d.ServerUser,
                 ServerPassword = d.ServerPassword,
                 Pool = ValidatePool($"{key}.pool", d.Pool, poolDefaults),

@@ -178,6 +178,9 @@ public sealed record DatabaseConfig
     /// <summary>MySQL: let clients run LOAD DATA LOCAL INFILE (refused by default).</summary>
     public bool AllowLoadDataLocal { get; init; }
 
+    /// <summary>TLS to this database's servers (<c>serverTls</c>); read at each connection, so a reload applies to new ones.</summary>
+    public ServerTlsConfig ServerTls { get; init; } = ServerTlsConfig.Disabled;
+
     public override string ToString() => $"DatabaseConfig {{ Name = {Name}, ServerDatabase = {ServerDatabase}, Primary = {Primary}, ServerUser = {ServerUser} }}";
 }
 

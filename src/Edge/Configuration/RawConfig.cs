@@ -88,5 +88,6 @@ internal sealed class RawDatabase
     public RawPool? Pool { get; set; }
     public MProxy.Edge.Backends.RawBackends? Backends { get; set; }
     public string? Protocol { get; set; }
+    public RawServerTls? ServerTls { get; set; }
     public bool? AllowLoadDataLocal { get; set; }
 }

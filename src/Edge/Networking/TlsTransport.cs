@@ -1,13 +1,18 @@
 using System.IO.Pipelines;
+using System.Net;
 using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Http.Features;
 using MProxy.Edge.Configuration;
 
 namespace MProxy.Edge.Networking;
 
 /// <summary>
-/// A client connection after its TLS handshake: the session reads and writes cleartext through
-/// <see cref="Input"/> and <see cref="Output"/>, which an <see cref="SslStream"/> encrypts onto the
-/// connection's own pipes. Only clients that asked for TLS pay for the extra layer.
+/// A connection after its TLS handshake — a client's (the edge as server) or a server's (the edge
+/// as client): the session or pump reads and writes cleartext through <see cref="Input"/> and
+/// <see cref="Output"/>, which an <see cref="SslStream"/> encrypts onto the connection's own pipes.
+/// Only connections that use TLS pay for the extra layer.
 /// </summary>
 internal sealed class TlsTransport : IDuplexPipe, IAsyncDisposable
 {
@@ -35,6 +40,43 @@ internal sealed class TlsTransport : IDuplexPipe, IAsyncDisposable
         try
         {
             await stream.AuthenticateAsServerAsync(tls.ServerOptions(), cancellationToken);
+        }
+        catch
+        {
+            await stream.DisposeAsync();
+            throw;
+        }
+        return new TlsTransport(stream);
+    }
+
+    /// <summary>
+    /// Runs the client side of the handshake with the server at <paramref name="host"/>: the
+    /// certificate is not checked for <see cref="ServerTlsMode.Prefer"/> and
+    /// <see cref="ServerTlsMode.Require"/>; for <see cref="ServerTlsMode.VerifyFull"/> it must chain
+    /// to the configured roots (or the system's) and name <paramref name="host"/>.
+    /// </summary>
+    /// <exception cref="System.Security.Authentication.AuthenticationException">the handshake or the certificate check failed.</exception>
+    public static async Task<TlsTransport> ConnectAsync(IDuplexPipe plain, string host, ServerTlsConfig tls, CancellationToken cancellationToken)
+    {
+        var options = new SslClientAuthenticationOptions
+        {
+            TargetHost = host,
+            CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+        };
+        if (tls.Mode != ServerTlsMode.VerifyFull)
+        {
+            options.RemoteCertificateValidationCallback = static (_, _, _, _) => true;
+        }
+        else if (tls.Roots is { } roots)
+        {
+            var policy = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, RevocationMode = X509RevocationMode.NoCheck };
+            policy.CustomTrustStore.AddRange(roots);
+            options.CertificateChainPolicy = policy;
+        }
+        var stream = new SslStream(new DuplexPipeStream(plain), leaveInnerStreamOpen: false);
+        try
+        {
+            await stream.AuthenticateAsClientAsync(options, cancellationToken);
         }
         catch
         {
@@ -98,5 +140,65 @@ internal sealed class TlsTransport : IDuplexPipe, IAsyncDisposable
         public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
 
         public override void SetLength(long value) => throw new NotSupportedException();
+    }
+}
+
+/// <summary>
+/// A connection whose traffic goes through <see cref="TlsTransport"/>: what the pool and the pump see
+/// of a server reached over TLS. Closing it closes the TLS layer, then the socket.
+/// </summary>
+internal sealed class TlsConnection(ConnectionContext inner, TlsTransport tls) : ConnectionContext
+{
+    public override IDuplexPipe Transport
+    {
+        get => tls;
+        set => throw new NotSupportedException("the transport of a TLS connection is fixed");
+    }
+
+    public override string ConnectionId
+    {
+        get => inner.ConnectionId;
+        set => inner.ConnectionId = value;
+    }
+
+    public override IFeatureCollection Features => inner.Features;
+
+    public override IDictionary<object, object?> Items
+    {
+        get => inner.Items;
+        set => inner.Items = value;
+    }
+
+    public override EndPoint? LocalEndPoint
+    {
+        get => inner.LocalEndPoint;
+        set => inner.LocalEndPoint = value;
+    }
+
+    public override EndPoint? RemoteEndPoint
+    {
+        get => inner.RemoteEndPoint;
+        set => inner.RemoteEndPoint = value;
+    }
+
+    public override CancellationToken ConnectionClosed
+    {
+        get => inner.ConnectionClosed;
+        set => inner.ConnectionClosed = value;
+    }
+
+    public override void Abort(ConnectionAbortedException abortReason) => inner.Abort(abortReason);
+
+    public override async ValueTask DisposeAsync()
+    {
+        try
+        {
+            await tls.DisposeAsync();
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
+        {
+            // the connection is already gone
+        }
+        await inner.DisposeAsync();
     }
 }

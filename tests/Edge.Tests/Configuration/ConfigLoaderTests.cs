@@ -171,4 +171,30 @@ public sealed class ConfigLoaderTests
         Assert.Equal(key, error.Key);
         Assert.Contains(message, error.Message);
     }
+
+    [Fact]
+    public void ServerTls_DefaultsToDisable_AndLoadsVerifyFullRoots()
+    {
+        Assert.Equal(ServerTlsMode.Disable, Assert.Single(ConfigLoader.LoadYaml(Minimal).Databases).ServerTls.Mode);
+        using var root = MProxy.TestSupport.TestCertificate.Create("CN=db-root");
+        var yaml = Minimal + $"\n    serverTls: {{ mode: verify-full, rootCertificate: {root.CertificatePath} }}\n";
+        var tls = Assert.Single(ConfigLoader.LoadYaml(yaml).Databases).ServerTls;
+        Assert.Equal(ServerTlsMode.VerifyFull, tls.Mode);
+        Assert.Equal(root.Thumbprint, Assert.Single(tls.Roots!).Thumbprint);
+    }
+
+    [Theory]
+    [InlineData("serverTls: { mode: verify-ca }", "databases[0].serverTls.mode", "'verify-ca' is not one of disable, prefer, require, verify-full")]
+    [InlineData("serverTls: { mode: require, rootCertificate: {cert} }", "databases[0].serverTls.rootCertificate", "only used with mode: verify-full")]
+    [InlineData("serverTls: { mode: verify-full, rootCertificate: /nonexistent/ca.pem }", "databases[0].serverTls.rootCertificate", "does not exist")]
+    [InlineData("serverTls: { mode: verify-full, rootCertificate: {key} }", "databases[0].serverTls.rootCertificate", "holds no PEM certificate")]
+    [InlineData("protocol: mysql\n    serverTls: { mode: require }", "databases[0].serverTls.mode", "not supported yet")]
+    public void ServerTls_Invalid_NamesTheKey(string section, string key, string message)
+    {
+        using var certificate = MProxy.TestSupport.TestCertificate.Create();
+        var yaml = Minimal + "\n    " + section.Replace("{cert}", certificate.CertificatePath).Replace("{key}", certificate.KeyPath) + "\n";
+        var error = Assert.Throws<ConfigException>(() => ConfigLoader.LoadYaml(yaml));
+        Assert.Equal(key, error.Key);
+        Assert.Contains(message, error.Message);
+    }
 }

@@ -25,7 +25,7 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
 
     /// <summary>This adapter's databases' backends, with its own health check; they close a host's pools when it is lost.</summary>
     private BackendsRegistry BackendSet => LazyInitializer.EnsureInitialized(ref _backendSet,
-        () => new BackendsRegistry(DatabaseProtocol.MySql, monitor => new MySqlBackendProbe(monitor, connector, time, _backendsLog), CloseHost, time, _backendsLog));
+        () => new BackendsRegistry(DatabaseProtocol.MySql, (_, monitor) => new MySqlBackendProbe(monitor, connector, time, _backendsLog), CloseHost, time, _backendsLog));
     private volatile string _serverVersion = DefaultServerVersion;
 
     /// <summary>The protocol's name in metrics, traces and the admin console.</summary>

@@ -82,6 +82,7 @@ internal static class PgSqlState
 {
     public const string ProtocolViolation = "08P01";
     public const string ConnectionFailure = "08006";
+    public const string ServerRejectedConnection = "08004";
     public const string TooManyConnections = "53300";
     public const string ConfigurationLimitExceeded = "53400";
     public const string QueryCanceled = "57014";

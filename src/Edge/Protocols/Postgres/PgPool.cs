@@ -92,7 +92,7 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>, IBa
         Microsoft.AspNetCore.Connections.ConnectionContext? transport = null;
         try
         {
-            transport = await _connector.ConnectAsync(Endpoint, linked.Token);
+            transport = await PgServerTls.ConnectAsync(_connector, Endpoint, database.ServerTls, linked.Token);
             var startup = await PgServerLogin.LoginAsync(
                 transport.Transport.Input, transport.Transport.Output, ServerUser, database.ServerDatabase, ServerPassword, MaxMessageBytes, linked.Token);
             var connection = new PgServerConnection(this, transport, startup, Endpoint, _time.GetTimestamp(), _log);

@@ -23,7 +23,7 @@ internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider t
 
     /// <summary>This adapter's databases' backends, with its own health check; they close a host's pools when it is lost.</summary>
     private BackendsRegistry BackendSet => LazyInitializer.EnsureInitialized(ref _backendSet,
-        () => new BackendsRegistry(DatabaseProtocol.Postgres, monitor => new PgBackendProbe(monitor, connector, time, _backendsLog), CloseHost, time, _backendsLog));
+        () => new BackendsRegistry(DatabaseProtocol.Postgres, (database, monitor) => new PgBackendProbe(monitor, database.ServerTls.Mode == ServerTlsMode.Disable ? connector : new PgServerTls.Connector(connector, database.ServerTls), time, _backendsLog), CloseHost, time, _backendsLog));
 
     /// <summary>The protocol's name in metrics, traces and the admin console.</summary>
     public const string Protocol = "postgresql";
