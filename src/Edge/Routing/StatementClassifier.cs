@@ -1,3 +1,6 @@
+using System.Buffers;
+using System.Text;
+
 namespace MProxy.Edge.Routing;
 
 /// <summary>
@@ -55,6 +58,34 @@ public static class StatementClassifier
             Fingerprint = Fingerprinter.Compute(sql, dialect, options),
         };
     }
+
+    private static readonly SearchValues<byte> PreparedCommandInitials = SearchValues.Create("pPeEdD"u8);
+
+    /// <summary>
+    /// A cheap test for callers that only need to know whether a text holds SQL-level
+    /// <c>PREPARE</c>, <c>EXECUTE</c>, <c>DEALLOCATE</c> or <c>DISCARD</c>: false when none of these
+    /// words occurs in it at all (keywords are ASCII and never split), so <see cref="Classify"/> can
+    /// be skipped; true only means "classify to know" (the word may sit in a literal, a comment or a
+    /// longer identifier).
+    /// </summary>
+    public static bool MayHavePreparedStatementCommand(ReadOnlySpan<byte> sql)
+    {
+        var at = 0;
+        while (true)
+        {
+            var next = sql[at..].IndexOfAny(PreparedCommandInitials);
+            if (next < 0)
+                return false;
+            at += next;
+            var rest = sql[at..];
+            if (StartsWith(rest, "prepare"u8) || StartsWith(rest, "execute"u8) || StartsWith(rest, "deallocate"u8) || StartsWith(rest, "discard"u8))
+                return true;
+            at++;
+        }
+    }
+
+    private static bool StartsWith(ReadOnlySpan<byte> text, ReadOnlySpan<byte> word) =>
+        text.Length >= word.Length && Ascii.EqualsIgnoreCase(text[..word.Length], word);
 
     /// <summary>The statements of a text one by one (for tracking every PREPARE / DEALLOCATE name); hints and fingerprint are not computed.</summary>
     public static StatementEnumerator Split(ReadOnlySpan<byte> sql, SqlDialect dialect, RoutingRules rules)

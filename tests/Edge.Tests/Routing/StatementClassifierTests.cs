@@ -338,4 +338,25 @@ public sealed class StatementClassifierTests
             }
         }
     }
+
+    [Theory]
+    [InlineData("SELECT abalance FROM pgbench_accounts WHERE aid = 42;", false)]
+    [InlineData("UPDATE t SET x = x + 1 WHERE id = 7", false)]
+    [InlineData("BEGIN; INSERT INTO deeds VALUES (1); COMMIT", false)]
+    [InlineData("PREPARE q AS SELECT 1", true)]
+    [InlineData("  execute q(1)", true)]
+    [InlineData("/* c */ DeAllocate ALL", true)]
+    [InlineData("discard all", true)]
+    [InlineData("SELECT 1; PREPARE q AS SELECT 2", true)]
+    [InlineData("SELECT 'prepared'", true)]   // a maybe: only Classify knows it is a literal
+    public void MayHavePreparedStatementCommand_IsFalseOnlyWhenNoneOfTheWordsOccurs(string sql, bool expected)
+    {
+        var bytes = System.Text.Encoding.UTF8.GetBytes(sql);
+        Assert.Equal(expected, StatementClassifier.MayHavePreparedStatementCommand(bytes));
+        // Never a false "no" for a text the classifier finds such a command in.
+        var info = StatementClassifier.Classify(bytes, SqlDialect.PostgreSql, RoutingRules.Default);
+        var effects = SessionEffects.Prepare | SessionEffects.Execute | SessionEffects.Deallocate | SessionEffects.Discard;
+        if ((info.Session & effects) != 0)
+            Assert.True(StatementClassifier.MayHavePreparedStatementCommand(bytes));
+    }
 }

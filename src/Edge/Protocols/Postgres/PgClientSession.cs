@@ -1080,6 +1080,10 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     /// <summary>SQL-level <c>PREPARE</c>/<c>EXECUTE</c>/<c>DEALLOCATE</c> (and <c>DISCARD ALL</c>) in a simple Query.</summary>
     private bool VirtualizeSqlLevel(ReadOnlySequence<byte> payload)
     {
+        // Most queries name none of these commands: skip classifying them (QoS and routing, when on,
+        // have classified the unit already).
+        if (!_unitClassified && payload.IsSingleSegment && !StatementClassifier.MayHavePreparedStatementCommand(payload.FirstSpan))
+            return false;
         var info = _unitClassified ? _unitInfo : ClassifyText(payload);
         if ((info.Session & SqlStatementEffects) == 0)
             return false;
