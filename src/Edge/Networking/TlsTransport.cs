@@ -86,18 +86,21 @@ internal sealed class TlsTransport : IDuplexPipe, IAsyncDisposable
         return new TlsTransport(stream);
     }
 
+    /// <summary>
+    /// Releases the TLS session. The cleartext pipes are not completed here: the pump or the session
+    /// on another thread may still be in a read or a flush on them, which closing the socket (the
+    /// connection's own disposal) ends with an error they handle.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
-        await Input.CompleteAsync();
         try
         {
-            await Output.CompleteAsync();
+            await _stream.DisposeAsync();
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
         {
-            // the peer is gone; nothing left to flush
+            // the connection is already gone
         }
-        await _stream.DisposeAsync();
     }
 
     /// <summary>The connection's pipes as the one stream <see cref="SslStream"/> wraps.</summary>
@@ -145,7 +148,7 @@ internal sealed class TlsTransport : IDuplexPipe, IAsyncDisposable
 
 /// <summary>
 /// A connection whose traffic goes through <see cref="TlsTransport"/>: what the pool and the pump see
-/// of a server reached over TLS. Closing it closes the TLS layer, then the socket.
+/// of a server reached over TLS.
 /// </summary>
 internal sealed class TlsConnection(ConnectionContext inner, TlsTransport tls) : ConnectionContext
 {
@@ -189,16 +192,10 @@ internal sealed class TlsConnection(ConnectionContext inner, TlsTransport tls) :
 
     public override void Abort(ConnectionAbortedException abortReason) => inner.Abort(abortReason);
 
+    /// <summary>Closes the socket first (a pending read on the TLS layer then ends), then the TLS session.</summary>
     public override async ValueTask DisposeAsync()
     {
-        try
-        {
-            await tls.DisposeAsync();
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
-        {
-            // the connection is already gone
-        }
         await inner.DisposeAsync();
+        await tls.DisposeAsync();
     }
 }

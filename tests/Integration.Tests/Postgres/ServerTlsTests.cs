@@ -118,4 +118,30 @@ public sealed class ServerTlsTests(TlsOnlyPostgresFixture tlsServer, PostgresFix
             "the health check logged in over TLS", TimeSpan.FromSeconds(30));
         Assert.Equal(BreakerState.Closed, topology.Backends[0].Breaker);
     }
+
+    [Fact]
+    public async Task ServerConnectionKilledUnderTls_IsReplaced_AndTheClientCarriesOn()
+    {
+        await using var edge = await EdgeServer.StartAsync(Config(tlsServer.Server, "serverTls: { mode: require }"));
+        await using var connection = await edge.OpenAsync();
+        var first = (int)(await new NpgsqlCommand("SELECT pg_backend_pid()", connection).ExecuteScalarAsync())!;
+        Assert.Equal(true, await tlsServer.Server.ScalarAsync($"SELECT pg_terminate_backend({first})"));
+        // The idle pooled connection dies; the next query gets a new one (after at most one failure
+        // if it raced the pump noticing the close).
+        object? second = null;
+        for (var attempt = 0; attempt < 20 && second is null; attempt++)
+        {
+            try
+            {
+                second = await new NpgsqlCommand("SELECT pg_backend_pid()", connection).ExecuteScalarAsync();
+            }
+            catch (PostgresException e) when (e.SqlState.StartsWith("08", StringComparison.Ordinal))
+            {
+                await Task.Delay(100, TestContext.Current.CancellationToken);
+            }
+        }
+        Assert.NotNull(second);
+        Assert.NotEqual(first, (int)second);
+        Assert.Equal(true, await new NpgsqlCommand(IsTls, connection).ExecuteScalarAsync());
+    }
 }

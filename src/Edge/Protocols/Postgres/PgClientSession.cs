@@ -146,7 +146,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             if (registered)
                 _edge.Clients.Unregister(this);
             if (_tls is not null)
-                await DisposeTlsAsync(_tls);
+                await _tls.DisposeAsync();
             PgLog.ClientDisconnected(_edge.Log, ProcessId);
         }
     }
@@ -199,18 +199,6 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             }
             _input = _tls.Input;
             _output = _tls.Output;
-        }
-    }
-
-    private static async Task DisposeTlsAsync(TlsTransport tls)
-    {
-        try
-        {
-            await tls.DisposeAsync();
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
-        {
-            // the connection is already gone
         }
     }
 
