@@ -27,7 +27,7 @@ public sealed record EdgeConfig
     /// <summary>When the configuration is reloaded (the <c>reload:</c> section).</summary>
     public MProxy.Edge.Hosting.ReloadSettings Reload { get; init; } = new();
 
-    /// <summary>TLS for PostgreSQL clients (the <c>tls:</c> section); null: off, SSLRequest is answered <c>N</c>.</summary>
+    /// <summary>TLS for clients of both listeners (the <c>tls:</c> section); null: off, SSLRequest is answered <c>N</c>.</summary>
     public TlsConfig? Tls { get; init; }
 
     public UserConfig? FindUser(string name)

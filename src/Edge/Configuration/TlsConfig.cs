@@ -15,10 +15,10 @@ public enum TlsMode
 }
 
 /// <summary>
-/// TLS for PostgreSQL client connections (the <c>tls:</c> section): the edge's certificate and key
+/// TLS for client connections on both listeners, PostgreSQL and MySQL (the <c>tls:</c> section): the edge's certificate and key
 /// (PEM files, read at start and at each reload — a reload is how a renewed certificate takes
 /// effect) and whether cleartext clients are still accepted. Null in <see cref="EdgeConfig.Tls"/>
-/// when the section is absent: SSLRequest is then answered <c>N</c>.
+/// when the section is absent: SSLRequest is then answered <c>N</c> (MySQL: CLIENT_SSL is not offered).
 /// </summary>
 /// <param name="CertificatePath">PEM file: the edge's certificate, then any intermediate certificates.</param>
 /// <param name="KeyPath">PEM file: the certificate's private key (PKCS#8, PKCS#1 or SEC1; not encrypted).</param>

@@ -16,7 +16,7 @@ public static class EdgeCommandLine
         var poolSize = new Option<int?>("--pool-size") { Description = "server connections per pool (default 20)" };
         var poolMode = new Option<string?>("--pool-mode") { Description = "transaction (default) or session" };
         var auth = new Option<string?>("--auth") { Description = "client authentication: scram-sha-256 (default), md5 or trust" };
-        var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM certificate (and chain) for TLS to PostgreSQL clients (tls.certificate)" };
+        var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM certificate (and chain) for TLS to clients (tls.certificate)" };
         var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert (tls.key)" };
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Trace, Debug, Information (default), Warning, Error", DefaultValueFactory = _ => LogLevel.Information };
 

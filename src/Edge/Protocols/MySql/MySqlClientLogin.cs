@@ -12,12 +12,17 @@ internal sealed record MySqlHandshakeResponse(MySqlCapabilities Capabilities, by
 /// <c>mysql_native_password</c>), the client's HandshakeResponse41, then verification of the
 /// scramble with the configured password — <c>mysql_native_password</c>, or
 /// <c>caching_sha2_password</c> on its fast path (the edge knows the password, so it never needs
-/// the full exchange) — switching any other plugin to <c>mysql_native_password</c>. No TLS.
+/// the full exchange) — switching any other plugin to <c>mysql_native_password</c>. With TLS
+/// configured the handshake offers CLIENT_SSL: a client's SSLRequest is followed by the TLS
+/// handshake (the caller's), then its HandshakeResponse41 over TLS (<see cref="UseTransport"/>).
 /// Unknown users go through the same exchange and fail at its end.
 /// </summary>
 internal sealed class MySqlClientLogin(PipeReader input, PipeWriter output)
 {
-    /// <summary>Capabilities offered to clients. No TLS, compression, session tracking or DEPRECATE_EOF: responses are relayed as the servers send them.</summary>
+    private PipeReader _input = input;
+    private PipeWriter _output = output;
+
+    /// <summary>Capabilities offered to clients (CLIENT_SSL is added when TLS is configured). No compression, session tracking or DEPRECATE_EOF: responses are relayed as the servers send them.</summary>
     public const MySqlCapabilities Offered =
         MySqlCapabilities.LongPassword | MySqlCapabilities.FoundRows | MySqlCapabilities.LongFlag | MySqlCapabilities.ConnectWithDb
         | MySqlCapabilities.LocalFiles | MySqlCapabilities.Protocol41 | MySqlCapabilities.Interactive | MySqlCapabilities.IgnoreSigpipe
@@ -34,31 +39,45 @@ internal sealed class MySqlClientLogin(PipeReader input, PipeWriter output)
 
     public byte[] Nonce => _nonce;
 
-    /// <summary>Sends Handshake v10.</summary>
-    public async ValueTask SendHandshakeAsync(uint connectionId, string serverVersion, byte collation, CancellationToken cancellationToken)
+    /// <summary>The client sent more bytes behind the last packet read (never legitimate behind an SSLRequest).</summary>
+    public bool TrailingData { get; private set; }
+
+    /// <summary>Continues the login over TLS (after the client's SSLRequest and the handshake).</summary>
+    public void UseTransport(IDuplexPipe transport)
     {
-        Sequence = MySqlPacketWriter.WritePayload(output, 0, p =>
+        _input = transport.Input;
+        _output = transport.Output;
+    }
+
+    /// <summary>Sends Handshake v10, offering TLS when <paramref name="offerTls"/>.</summary>
+    public async ValueTask SendHandshakeAsync(uint connectionId, string serverVersion, byte collation, bool offerTls, CancellationToken cancellationToken)
+    {
+        var offered = offerTls ? Offered | MySqlCapabilities.Ssl : Offered;
+        Sequence = MySqlPacketWriter.WritePayload(_output, 0, p =>
         {
             p.Put(10);
             p.PutNullTerminated(serverVersion);
             p.PutUInt32(connectionId);
             p.Write(_nonce.AsSpan(0, 8));
             p.Put(0);
-            p.PutUInt16((ushort)((uint)Offered & 0xFFFF));
+            p.PutUInt16((ushort)((uint)offered & 0xFFFF));
             p.Put(collation);
             p.PutUInt16((ushort)MySqlServerStatus.Autocommit);
-            p.PutUInt16((ushort)((uint)Offered >> 16));
+            p.PutUInt16((ushort)((uint)offered >> 16));
             p.Put(MySqlAuth.NonceLength + 1);
             p.PutZeros(10);
             p.Write(_nonce.AsSpan(8));
             p.Put(0);
             p.PutNullTerminated(MySqlAuthPlugins.NativePassword);
         });
-        await output.FlushAsync(cancellationToken);
+        await _output.FlushAsync(cancellationToken);
     }
 
-    /// <summary>Reads and parses the client's HandshakeResponse41.</summary>
-    public async ValueTask<MySqlHandshakeResponse> ReadResponseAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Reads and parses the client's HandshakeResponse41; null when it is an SSLRequest and
+    /// <paramref name="tlsOffered"/> (the caller then runs the TLS handshake and reads again).
+    /// </summary>
+    public async ValueTask<MySqlHandshakeResponse?> ReadResponseAsync(bool tlsOffered, CancellationToken cancellationToken)
     {
         var payload = await ReadAsync(cancellationToken);
         if (payload is null)
@@ -71,7 +90,11 @@ internal sealed class MySqlClientLogin(PipeReader input, PipeWriter output)
         var collation = reader.ReadByte();
         reader.Skip(23);
         if (reader.Remaining == 0 && (capabilities & MySqlCapabilities.Ssl) != 0)
-            throw new MySqlErrorException(MySqlError.HandshakeError, "mproxy: TLS is not available on the MySQL listener; connect without SSL (--ssl=0, SslMode=None)", fatal: true);
+        {
+            if (tlsOffered)
+                return null;
+            throw new MySqlErrorException(MySqlError.HandshakeError, "mproxy: TLS is not available here (no tls section, or TLS is already on); connect without SSL (--ssl=0, SslMode=None)", fatal: true);
+        }
         var user = reader.ReadNullTerminatedString();
         byte[] auth;
         if ((capabilities & MySqlCapabilities.PluginAuthLenencClientData) != 0)
@@ -102,14 +125,14 @@ internal sealed class MySqlClientLogin(PipeReader input, PipeWriter output)
         if (plugin is not (MySqlAuthPlugins.NativePassword or MySqlAuthPlugins.CachingSha2Password))
         {
             // Any other plugin (sha256_password, client_ed25519, dialog…): switch to mysql_native_password.
-            Sequence = MySqlPacketWriter.WritePayload(output, Sequence, p =>
+            Sequence = MySqlPacketWriter.WritePayload(_output, Sequence, p =>
             {
                 p.Put(MySqlResponseHeader.AuthSwitch);
                 p.PutNullTerminated(MySqlAuthPlugins.NativePassword);
                 p.Write(_nonce);
                 p.Put(0);
             });
-            await output.FlushAsync(cancellationToken);
+            await _output.FlushAsync(cancellationToken);
             auth = await ReadAsync(cancellationToken) ?? throw new EndOfStreamException("the client left during login");
             plugin = MySqlAuthPlugins.NativePassword;
         }
@@ -118,7 +141,7 @@ internal sealed class MySqlClientLogin(PipeReader input, PipeWriter output)
         if (plugin == MySqlAuthPlugins.CachingSha2Password)
         {
             // Fast authentication succeeded.
-            Sequence = MySqlFrame.WriteMessage(output, Sequence, [MySqlResponseHeader.AuthMoreData, 0x03]);
+            Sequence = MySqlFrame.WriteMessage(_output, Sequence, [MySqlResponseHeader.AuthMoreData, 0x03]);
         }
     }
 
@@ -143,16 +166,17 @@ internal sealed class MySqlClientLogin(PipeReader input, PipeWriter output)
     {
         while (true)
         {
-            var result = await input.ReadAsync(cancellationToken);
+            var result = await _input.ReadAsync(cancellationToken);
             var buffer = result.Buffer;
             if (MySqlFrame.TryReadMessage(buffer, MaxLoginPacket, out var message, out _, out var sequence, out var split))
             {
                 var payload = MySqlFrame.Payload(message, split).ToArray();
-                input.AdvanceTo(message.End);
+                TrailingData = !buffer.Slice(message.End).IsEmpty;
+                _input.AdvanceTo(message.End);
                 Sequence = (byte)(sequence + 1);
                 return payload;
             }
-            input.AdvanceTo(buffer.Start, buffer.End);
+            _input.AdvanceTo(buffer.Start, buffer.End);
             if (result.IsCompleted)
                 return null;
         }

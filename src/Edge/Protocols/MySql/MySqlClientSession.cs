@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Security.Authentication;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
 using MProxy.Abstractions.ResourceUnits;
@@ -48,6 +49,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
     private readonly ConnectionContext _connection;
     private readonly Dictionary<uint, MySqlClientStatement> _statements = [];
     private MySqlClientLogin? _login;
+    private TlsTransport? _tls;                          // set once the client started TLS
     private MySqlPool? _pool;                 // the pool of the database's primary when the session opened: its configuration and backends
     private UserConfig? _userConfig;
     private MySqlPoolVariant _variant;
@@ -99,8 +101,10 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
             using (var loginTimeout = new CancellationTokenSource(config.Clients.LoginTimeout, _edge.Time))
             {
                 _login = new MySqlClientLogin(_input, _output);
-                await _login.SendHandshakeAsync(ClientId, _edge.Pools.ServerVersion, DefaultCollation, loginTimeout.Token);
-                var response = await _login.ReadResponseAsync(loginTimeout.Token);
+                await _login.SendHandshakeAsync(ClientId, _edge.Pools.ServerVersion, DefaultCollation, offerTls: config.Tls is not null, loginTimeout.Token);
+                var response = await ReadHandshakeResponseAsync(config, remote, loginTimeout.Token);
+                if (response is null)
+                    return; // the TLS handshake failed
                 _errorSequence = _login.Sequence;
                 User = response.User;
                 if (!_edge.Clients.TryRegister(this, config.Clients.MaxConnections))
@@ -146,11 +150,52 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
             _telemetry?.Dispose();
             if (registered)
                 _edge.Clients.Unregister(this);
+            if (_tls is not null)
+                await _tls.DisposeAsync();
             MySqlLog.ClientDisconnected(_edge.Log, ClientId);
         }
     }
 
     // ------------------------------------------------------------------ login
+
+    /// <summary>
+    /// The client's HandshakeResponse41 — after an SSLRequest and the TLS handshake when the client
+    /// asks for TLS (offered when the edge has a certificate). With <c>tls.mode: require</c> a
+    /// cleartext login is refused (3159). Null when the TLS handshake failed.
+    /// </summary>
+    private async Task<MySqlHandshakeResponse?> ReadHandshakeResponseAsync(EdgeConfig config, string? remote, CancellationToken cancellationToken)
+    {
+        var response = await _login!.ReadResponseAsync(tlsOffered: config.Tls is not null, cancellationToken);
+        if (response is not null)
+        {
+            if (config.Tls is { Mode: TlsMode.Require })
+            {
+                MySqlLog.ClientRefused(_edge.Log, remote, "a cleartext login where tls.mode is require");
+                throw new MySqlErrorException(MySqlError.SecureTransportRequired,
+                    "mproxy: Connections using insecure transport are prohibited (tls.mode is require): connect with SSL", fatal: true);
+            }
+            return response;
+        }
+        // Bytes behind the SSLRequest were sent in cleartext before the handshake: never read them
+        // as if they had come through TLS.
+        if (_login.TrailingData)
+            MySqlProtocolException.Throw("unencrypted data after the SSL request");
+        try
+        {
+            _tls = await TlsTransport.AcceptAsync(_connection.Transport, config.Tls!, cancellationToken);
+        }
+        catch (AuthenticationException e)
+        {
+            MySqlLog.ClientTlsFailed(_edge.Log, remote, e.InnerException?.Message ?? e.Message);
+            return null;
+        }
+        _input = _tls.Input;
+        _output = _tls.Output;
+        _login.UseTransport(_tls);
+        // A second SSLRequest (over TLS) is refused by ReadResponseAsync.
+        return await _login.ReadResponseAsync(tlsOffered: false, cancellationToken)
+            ?? throw new MySqlErrorException(MySqlError.HandshakeError, "mproxy: a second SSL request", fatal: true);
+    }
 
     private async Task LoginAsync(EdgeConfig config, MySqlHandshakeResponse response, string? remote, CancellationToken cancellationToken)
     {

@@ -44,6 +44,9 @@ internal static partial class MySqlLog
     [LoggerMessage(3015, LogLevel.Warning, "A command the edge sent on MySQL server connection {ServerId} failed with {Code}: {Message}")]
     public static partial void InternalRequestFailed(ILogger logger, long serverId, ushort code, string message);
 
+    [LoggerMessage(3009, LogLevel.Information, "TLS handshake with a MySQL client from {Remote} failed: {Reason}")]
+    public static partial void ClientTlsFailed(ILogger logger, string? remote, string reason);
+
     [LoggerMessage(3020, LogLevel.Warning, "MySQL client {ClientId}: runaway rule {Rule} fired (cancel: {Cancel})")]
     public static partial void RunawayHit(ILogger logger, uint clientId, string rule, bool cancel);
 

@@ -151,6 +151,9 @@ internal readonly record struct MySqlError(ushort Code, string SqlState)
     /// <summary>ER_HANDSHAKE_ERROR: the client's handshake is unusable.</summary>
     public static readonly MySqlError HandshakeError = new(1043, "08S01");
 
+    /// <summary>ER_SECURE_TRANSPORT_REQUIRED: a cleartext login where TLS is required.</summary>
+    public static readonly MySqlError SecureTransportRequired = new(3159, "HY000");
+
     /// <summary>ER_NOT_SUPPORTED_AUTH_MODE: no authentication method in common.</summary>
     public static readonly MySqlError NotSupportedAuthMode = new(1251, "08004");
 
