@@ -100,6 +100,8 @@ internal sealed class QosSession : IDisposable
     /// <summary>The longest a statement waiting for budget sleeps before it tries the bucket again.</summary>
     internal static readonly TimeSpan BudgetRecheck = TimeSpan.FromMilliseconds(200);
 
+    private TimeSpan _waitAllowance;   // the group's maxBudgetWaitMs at the last budget retry
+
     private readonly QosGate _gate;
     private readonly object _sync = new();
     private StatementState _state;
@@ -295,7 +297,9 @@ internal sealed class QosSession : IDisposable
                 var admission = RetryBudget();
                 if (admission.IsAdmitted || !admission.MayWait)
                     return admission;
-                retryAfter = admission.Rejection.RetryAfter;
+                // The next try comes no later than the end of the statement's allowance.
+                var left = admission.Rejection.Waited < _waitAllowance ? _waitAllowance - admission.Rejection.Waited : TimeSpan.Zero;
+                retryAfter = admission.Rejection.RetryAfter < left ? admission.Rejection.RetryAfter : left;
             }
         }
         catch (OperationCanceledException)
@@ -326,8 +330,12 @@ internal sealed class QosSession : IDisposable
                 _state = StatementState.Admitted;
                 return new QosAdmission { Group = group, Priority = _priority, StatementTimeout = _timeout };
             }
+            // The statement was promised up to maxBudgetWaitMs of waiting: it is refused when that
+            // time is up, not when the wait projected now (which other statements' charges push up
+            // and their repayment brings down) would overrun it.
             var waited = _gate.Time.GetElapsedTime(_budgetWaitStarted);
-            var mayWait = waited + retryAfter <= group.MaxBudgetWait;
+            _waitAllowance = group.MaxBudgetWait;
+            var mayWait = waited < group.MaxBudgetWait;
             if (!mayWait)
             {
                 account.CountBudgetRefused();

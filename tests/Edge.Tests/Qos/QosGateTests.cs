@@ -208,21 +208,28 @@ public sealed class QosGateTests : IDisposable
     }
 
     [Fact]
-    public void RetryBudget_DebtOutlastsTheBudgetWait_RefusesWithTheTimeWaited()
+    public void RetryBudget_WaitsOutItsWholeAllowance_ThenRefusesWithTheTimeWaited()
     {
+        // maxBudgetWaitMs is 100 (the default). A statement is refused when its allowance is up, not
+        // as soon as other statements' charges push the projected wait past it.
         var gate = Gate(Config());
         var session = Session(gate);
         session.Tenant.Home.Bucket.Charge(1090); // 90 ms of debt
         var first = session.Admit(new QueryHints(), Fingerprint, RuKind.Read, false);
         Assert.True(first.MayWait);
         _time.Advance(TimeSpan.FromMilliseconds(50));
-        session.Tenant.Home.Bucket.Charge(100); // an in-flight statement charged more meanwhile
+        session.Tenant.Home.Bucket.Charge(100); // an in-flight statement charged more meanwhile: 140 ms of debt now
 
         var second = session.RetryBudget();
-
         Assert.False(second.IsAdmitted);
-        Assert.False(second.MayWait);
-        Assert.Equal(TimeSpan.FromMilliseconds(50), second.Rejection.Waited);
+        Assert.True(second.MayWait, "refused before its allowance was up");
+
+        _time.Advance(TimeSpan.FromMilliseconds(50));
+        var third = session.RetryBudget();
+        Assert.False(third.IsAdmitted);
+        Assert.False(third.MayWait);
+        Assert.Equal(TimeSpan.FromMilliseconds(100), third.Rejection.Waited);
+        Assert.Equal(1, session.Tenant.Home.BudgetRefused);
     }
 
     [Fact]

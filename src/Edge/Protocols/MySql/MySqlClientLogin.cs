@@ -39,9 +39,6 @@ internal sealed class MySqlClientLogin(PipeReader input, PipeWriter output)
 
     public byte[] Nonce => _nonce;
 
-    /// <summary>The client sent more bytes behind the last packet read (never legitimate behind an SSLRequest).</summary>
-    public bool TrailingData { get; private set; }
-
     /// <summary>Continues the login over TLS (after the client's SSLRequest and the handshake).</summary>
     public void UseTransport(IDuplexPipe transport)
     {
@@ -171,7 +168,6 @@ internal sealed class MySqlClientLogin(PipeReader input, PipeWriter output)
             if (MySqlFrame.TryReadMessage(buffer, MaxLoginPacket, out var message, out _, out var sequence, out var split))
             {
                 var payload = MySqlFrame.Payload(message, split).ToArray();
-                TrailingData = !buffer.Slice(message.End).IsEmpty;
                 _input.AdvanceTo(message.End);
                 Sequence = (byte)(sequence + 1);
                 return payload;

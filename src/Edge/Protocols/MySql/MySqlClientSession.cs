@@ -176,10 +176,9 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
             }
             return response;
         }
-        // Bytes behind the SSLRequest were sent in cleartext before the handshake: never read them
-        // as if they had come through TLS.
-        if (_login.TrailingData)
-            MySqlProtocolException.Throw("unencrypted data after the SSL request");
+        // Unlike PostgreSQL's, a MySQL client does not wait for an answer: its TLS ClientHello may
+        // already be buffered behind the SSLRequest. Whatever follows goes to the TLS handshake
+        // (through the same buffer), never to the login as cleartext.
         try
         {
             _tls = await TlsTransport.AcceptAsync(_connection.Transport, config.Tls!, cancellationToken);
