@@ -36,18 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-as_postgres "$bin/initdb" -D "$work/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 >/dev/null
-cat >> "$work/data/postgresql.conf" <<CONF
-port = $pg_port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$work'
-max_connections = 400
-shared_buffers = 256MB
-CONF
-as_postgres "$bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w start >/dev/null
-as_postgres "$bin/psql" -h "$work" -p "$pg_port" -U postgres -q -c "CREATE ROLE bench LOGIN PASSWORD 'bench'" -c "CREATE DATABASE bench OWNER bench"
-export PGPASSWORD=bench
-pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$pg_port" -U bench bench >/dev/null 2>&1
+start_bench_postgres "$work" "$pg_port" "$SCALE"
 
 start() { # env dll port log
   # shellcheck disable=SC2086 # the env settings are a list of NAME=value words

@@ -43,3 +43,22 @@ import socket
 s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
 PY
 }
+
+# A throwaway PostgreSQL for the pgbench benchmarks: cluster in DIR/data listening on 127.0.0.1:PORT,
+# role and database "bench" (password bench, exported as PGPASSWORD), initialized by pgbench at SCALE.
+start_bench_postgres() {
+  local dir=$1 port=$2 scale=$3 bin
+  bin=$(pg_bindir)
+  as_postgres "$bin/initdb" -D "$dir/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+  cat >> "$dir/data/postgresql.conf" <<CONF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+max_connections = 400
+shared_buffers = 256MB
+CONF
+  as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w start >/dev/null
+  as_postgres "$bin/psql" -h "$dir" -p "$port" -U postgres -q -c "CREATE ROLE bench LOGIN PASSWORD 'bench'" -c "CREATE DATABASE bench OWNER bench"
+  export PGPASSWORD=bench
+  pgbench -i -q -s "$scale" -h 127.0.0.1 -p "$port" -U bench bench >/dev/null 2>&1
+}

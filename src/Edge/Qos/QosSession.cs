@@ -24,7 +24,7 @@ internal readonly struct QosAdmission
     /// <summary>A dry-run or shadow verdict matched: what it would have done is for the log.</summary>
     public RunawayVerdict? Reported { get; init; }
 
-    /// <summary>Refused for budget, but the bucket leaves debt within the group's budget wait: <see cref="QosSession.RetryBudget"/> after <see cref="QosRejection.RetryAfter"/>.</summary>
+    /// <summary>Refused for budget, but still within the group's budget wait (<c>maxBudgetWaitMs</c>): <see cref="QosSession.RetryBudget"/> after <see cref="QosRejection.RetryAfter"/>.</summary>
     public bool MayWait { get; init; }
 }
 
@@ -99,8 +99,6 @@ internal sealed class QosSession : IDisposable
 
     /// <summary>The longest a statement waiting for budget sleeps before it tries the bucket again.</summary>
     internal static readonly TimeSpan BudgetRecheck = TimeSpan.FromMilliseconds(200);
-
-    private TimeSpan _waitAllowance;   // the group's maxBudgetWaitMs at the last budget retry
 
     private readonly QosGate _gate;
     private readonly object _sync = new();
@@ -298,7 +296,8 @@ internal sealed class QosSession : IDisposable
                 if (admission.IsAdmitted || !admission.MayWait)
                     return admission;
                 // The next try comes no later than the end of the statement's allowance.
-                var left = admission.Rejection.Waited < _waitAllowance ? _waitAllowance - admission.Rejection.Waited : TimeSpan.Zero;
+                var allowance = admission.Group!.MaxBudgetWait;
+                var left = admission.Rejection.Waited < allowance ? allowance - admission.Rejection.Waited : TimeSpan.Zero;
                 retryAfter = admission.Rejection.RetryAfter < left ? admission.Rejection.RetryAfter : left;
             }
         }
@@ -334,7 +333,6 @@ internal sealed class QosSession : IDisposable
             // time is up, not when the wait projected now (which other statements' charges push up
             // and their repayment brings down) would overrun it.
             var waited = _gate.Time.GetElapsedTime(_budgetWaitStarted);
-            _waitAllowance = group.MaxBudgetWait;
             var mayWait = waited < group.MaxBudgetWait;
             if (!mayWait)
             {

@@ -30,15 +30,19 @@ public sealed class TlsTests(PostgresFixture postgres) : IDisposable
     public void Dispose() => _certificate.Dispose();
 
     /// <summary>Npgsql with sslmode=require, recording the certificate the edge presented.</summary>
-    private static NpgsqlDataSource TlsSource(EdgeServer edge, Action<X509Certificate?> seen, string database = PostgresServer.AppDatabase, string user = PostgresServer.AppUser, string password = PostgresServer.Password)
+    private static NpgsqlDataSource TlsSource(EdgeServer edge, Action<X509Certificate?> seen, string database = PostgresServer.AppDatabase, string user = PostgresServer.AppUser, string password = PostgresServer.Password) =>
+        TlsSource(edge.ConnectionString(user, database, password), seen, typeLoading: database != "mproxy");
+
+    private static NpgsqlDataSource TlsSource(string connectionString, Action<X509Certificate?> seen, bool typeLoading = true)
     {
-        var builder = new NpgsqlDataSourceBuilder(new NpgsqlConnectionStringBuilder(edge.ConnectionString(user, database, password)) { SslMode = SslMode.Require }.ConnectionString);
+        var builder = new NpgsqlDataSourceBuilder(new NpgsqlConnectionStringBuilder(connectionString) { SslMode = SslMode.Require, Pooling = false }.ConnectionString);
         builder.UseSslClientAuthenticationOptionsCallback(options => options.RemoteCertificateValidationCallback = (_, certificate, _, _) =>
         {
             seen(certificate);
             return true;
         });
-        if (database == "mproxy")
+        // The admin console is not a PostgreSQL server: it has no pg_type to load types from.
+        if (!typeLoading)
             builder.ConfigureTypeLoading(t => t.EnableTypeLoading(false));
         return builder.Build();
     }
@@ -163,19 +167,8 @@ public sealed class TlsTests(PostgresFixture postgres) : IDisposable
         using var renewed = TestCertificate.Create("CN=mproxy-tls-renewed");
         var body = MProxy.Integration.Tests.Observability.ObservedEdge.Users(postgres.Server);
         await using var edge = await MProxy.Integration.Tests.Observability.ObservedEdge.StartAsync(body + _certificate.Yaml());
-        NpgsqlDataSource Source(Action<X509Certificate?> seen)
-        {
-            var builder = new NpgsqlDataSourceBuilder(new NpgsqlConnectionStringBuilder(edge.ConnectionString()) { SslMode = SslMode.Require, Pooling = false }.ConnectionString);
-            builder.UseSslClientAuthenticationOptionsCallback(options => options.RemoteCertificateValidationCallback = (_, certificate, _, _) =>
-            {
-                seen(certificate);
-                return true;
-            });
-            return builder.Build();
-        }
-
         X509Certificate? first = null;
-        await using var firstSource = Source(c => first = c);
+        await using var firstSource = TlsSource(edge.ConnectionString(), c => first = c);
         await using var before = await firstSource.OpenConnectionAsync();
         Assert.Equal(_certificate.Thumbprint, new X509Certificate2(first!).Thumbprint);
 
@@ -184,7 +177,7 @@ public sealed class TlsTests(PostgresFixture postgres) : IDisposable
         Assert.Contains("in force", string.Join(" ", reload.Values));
 
         X509Certificate? second = null;
-        await using var secondSource = Source(c => second = c);
+        await using var secondSource = TlsSource(edge.ConnectionString(), c => second = c);
         await using var after = await secondSource.OpenConnectionAsync();
         Assert.Equal(renewed.Thumbprint, new X509Certificate2(second!).Thumbprint);
         // The connection made before the reload keeps its session.

@@ -91,8 +91,9 @@ internal static class ScramSha256
 }
 
 /// <summary>
-/// The server side of SCRAM-SHA-256 (the edge verifying a client). Channel binding is not offered
-/// (no TLS yet), so clients send the gs2 header <c>n,,</c> or <c>y,,</c>.
+/// The server side of SCRAM-SHA-256 (the edge verifying a client). Channel binding
+/// (SCRAM-SHA-256-PLUS) is not offered, even over TLS, so clients send the gs2 header <c>n,,</c> or
+/// (over TLS, able to bind) <c>y,,</c>.
 /// </summary>
 internal sealed class ScramServerExchange(ScramVerifier verifier, string? serverNonce = null)
 {
