@@ -1,0 +1,68 @@
+using System.Net;
+using System.Net.Sockets;
+
+// The least a .NET proxy can do per round trip: accept a client, open one server connection for it,
+// and copy bytes both ways with Socket.ReceiveAsync/SendAsync into one fixed buffer per direction.
+// No framing, no pool, no telemetry, no pipes. With the same runtime settings as the edge (socket
+// completions inline on the socket engine's threads, no thread-pool spinning), its CPU per
+// transaction is the floor under any proxy built on this socket stack (bench/floor.sh).
+//
+// Usage: relay-floor LISTEN_PORT SERVER_HOST SERVER_PORT
+if (Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS") is null)
+    Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
+
+if (args.Length != 3 || !int.TryParse(args[0], out var listenPort) || !int.TryParse(args[2], out var serverPort))
+{
+    Console.Error.WriteLine("usage: relay-floor LISTEN_PORT SERVER_HOST SERVER_PORT");
+    return 2;
+}
+var server = new DnsEndPoint(args[1], serverPort);
+using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+listener.Bind(new IPEndPoint(IPAddress.Loopback, listenPort));
+listener.Listen(1024);
+Console.WriteLine($"relay-floor: 127.0.0.1:{listenPort} -> {args[1]}:{serverPort}");
+while (true)
+{
+    var client = await listener.AcceptAsync();
+    _ = RelayAsync(client, server);
+}
+
+static async Task RelayAsync(Socket client, EndPoint serverEndPoint)
+{
+    using var _ = client;
+    using var server = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+    client.NoDelay = true;
+    try
+    {
+        await server.ConnectAsync(serverEndPoint);
+        await Task.WhenAny(CopyAsync(client, server), CopyAsync(server, client));
+    }
+    catch (SocketException)
+    {
+        // either side went away
+    }
+}
+
+static async Task CopyAsync(Socket from, Socket to)
+{
+    var buffer = new byte[16 * 1024];
+    try
+    {
+        while (true)
+        {
+            var read = await from.ReceiveAsync(buffer.AsMemory(), SocketFlags.None);
+            if (read == 0)
+                break;
+            var sent = 0;
+            while (sent < read)
+                sent += await to.SendAsync(buffer.AsMemory(sent, read - sent), SocketFlags.None);
+        }
+    }
+    catch (Exception e) when (e is SocketException or ObjectDisposedException)
+    {
+        // closed
+    }
+    from.Close();
+    to.Close();
+}

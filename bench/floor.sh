@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Where mproxy's CPU per transaction stands between PgBouncer and the floor of its own platform.
+#
+# Starts a throwaway PostgreSQL, PgBouncer (transaction mode), mproxy (transaction mode, same pool)
+# and bench/RelayFloor — the least a .NET proxy can do: copy bytes between a client and its own
+# server connection with the same socket stack and runtime settings as the edge, nothing else — and
+# runs short pgbench rounds through each, interleaved, after a warm-up long enough for .NET's tiered
+# compilation to finish. Prints, per proxy, the median user and system CPU per transaction (from
+# /proc/PID/stat), voluntary + involuntary context switches per transaction and TPS.
+#
+# The relay has no pool: its server sees every client, so its TPS is not comparable (its CPU per
+# transaction is). What it shows: how much of mproxy's cost the runtime's socket path takes before
+# any proxy logic runs.
+#
+# Usage: bench/floor.sh [pgbench args]      default: -S (select-only)
+# Env:   ROUNDS=8 SECONDS_PER_ROUND=8 CLIENTS=50 POOL=20 SCALE=10 WARMUP=40
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
+ensure_dotnet
+ensure_packages postgresql-15 postgresql-client-15 pgbouncer
+
+pgbench_args=("$@")
+[ ${#pgbench_args[@]} -gt 0 ] || pgbench_args=(-S)
+ROUNDS=${ROUNDS:-8}; SECONDS_PER_ROUND=${SECONDS_PER_ROUND:-8}; CLIENTS=${CLIENTS:-50}; POOL=${POOL:-20}
+SCALE=${SCALE:-10}; WARMUP=${WARMUP:-40}
+
+bin=$(pg_bindir)
+work=$(mktemp -d /tmp/mproxy-floor.XXXXXX)
+chmod 755 "$work"
+[ "$(id -u)" -eq 0 ] && chown postgres "$work"
+pg_port=$(free_port); bouncer_port=$(free_port); mproxy_port=$(free_port); relay_port=$(free_port)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  as_postgres "$bin/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_bench_postgres "$work" "$pg_port" "$SCALE"
+cat > "$work/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$pg_port dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bouncer_port
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $work/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL
+max_client_conn = 2000
+logfile = $work/pgbouncer.log
+pidfile = $work/pgbouncer.pid
+INI
+echo '"bench" "bench"' > "$work/userlist.txt"
+[ "$(id -u)" -eq 0 ] && chown postgres "$work"/pgbouncer.ini "$work"/userlist.txt
+as_postgres pgbouncer -d "$work/pgbouncer.ini"
+for _ in $(seq 1 50); do [ -s "$work/pgbouncer.pid" ] && break; sleep 0.1; done
+pids+=("$(cat "$work/pgbouncer.pid")")
+
+dotnet build "$root/src/Edge/MProxy.Edge.csproj" -c Release -v quiet -nologo >/dev/null
+dotnet build "$root/bench/RelayFloor/MProxy.Bench.RelayFloor.csproj" -c Release -v quiet -nologo >/dev/null
+dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.1:$mproxy_port" \
+  --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" --pool-size "$POOL" --pool-mode transaction \
+  --log-level Warning > "$work/mproxy.log" 2>&1 &
+pids+=("$!")
+dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" "$relay_port" 127.0.0.1 "$pg_port" > "$work/relay.log" 2>&1 &
+pids+=("$!")
+names=(PgBouncer mproxy relay-floor)
+ports=("$bouncer_port" "$mproxy_port" "$relay_port")
+for port in "${ports[@]}"; do
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
+done
+echo "==> warm-up ${WARMUP}s each; then $ROUNDS interleaved rounds of ${SECONDS_PER_ROUND}s, $CLIENTS clients, pool $POOL, pgbench ${pgbench_args[*]}" >&2
+for port in "${ports[@]}"; do
+  pgbench -n -T "$WARMUP" -c "$CLIENTS" -j 2 "${pgbench_args[@]}" -h 127.0.0.1 -p "$port" -U bench bench >/dev/null 2>&1 || true
+done
+
+clk=$(getconf CLK_TCK)
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches/ { s += $2 } END { print s + 0 }'; }
+round() { # pid port -> "user_us_per_tx sys_us_per_tx switches_per_tx tps"
+  local u1 s1 u2 s2 c1 c2 out n tps
+  read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$1/stat"); c1=$(switches "$1")
+  out=$(pgbench -n -T "$SECONDS_PER_ROUND" -c "$CLIENTS" -j 2 "${pgbench_args[@]}" -h 127.0.0.1 -p "$2" -U bench bench 2>&1)
+  read -r u2 s2 < <(awk '{print $14, $15}' "/proc/$1/stat"); c2=$(switches "$1")
+  n=$(grep -oP "actually processed: \K[0-9]+" <<<"$out"); tps=$(grep -oP "tps = \K[0-9.]+" <<<"$out")
+  python3 -c "print(f'{($u2-$u1)*1e6/$clk/$n:.2f} {($s2-$s1)*1e6/$clk/$n:.2f} {($c2-$c1)/$n:.3f} {float($tps):.1f}')"
+}
+declare -A rows
+for ((r = 0; r < ROUNDS; r++)); do
+  for k in 0 1 2; do
+    i=$(( (k + r) % 3 ))   # rotate which proxy goes first
+    rows[$i]+="$(round "${pids[$i]}" "${ports[$i]}")"$'\n'
+  done
+done
+python3 - "${names[@]}" "${rows[0]}" "${rows[1]}" "${rows[2]}" <<'PY'
+import statistics, sys
+names, texts = sys.argv[1:4], sys.argv[4:7]
+med = []
+for t in texts:
+    rs = [list(map(float, l.split())) for l in t.strip().split("\n")]
+    med.append([statistics.median(r[i] for r in rs) for i in range(4)])
+base = med[0][0] + med[0][1]
+print("| proxy | user µs/tx | system µs/tx | CPU µs/tx | CPU ÷ PgBouncer | switches/tx | TPS |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for n, m in zip(names, med):
+    print(f"| {n} | {m[0]:.1f} | {m[1]:.1f} | {m[0]+m[1]:.1f} | {(m[0]+m[1])/base:.2f} | {m[2]:.2f} | {m[3]:.0f} |")
+PY
