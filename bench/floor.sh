@@ -2,15 +2,17 @@
 # Where mproxy's CPU per transaction stands between PgBouncer and the floor of its own platform.
 #
 # Starts a throwaway PostgreSQL, PgBouncer (transaction mode), mproxy (transaction mode, same pool)
-# and bench/RelayFloor — the least a .NET proxy can do: copy bytes between a client and its own
-# server connection with the same socket stack and runtime settings as the edge, nothing else — and
+# and bench/RelayFloor twice — the least a .NET proxy can do: copy bytes between a client and its own
+# server connection, nothing else; once on the edge's socket stack and runtime settings
+# (relay-floor), once on its own single-threaded epoll loop calling recv/send directly
+# (relay-floor-epoll, PgBouncer's shape in C#) — and
 # runs short pgbench rounds through each, interleaved, after a warm-up long enough for .NET's tiered
 # compilation to finish. Prints, per proxy, the median user and system CPU per transaction (from
 # /proc/PID/stat), voluntary + involuntary context switches per transaction and TPS.
 #
 # The relay has no pool: its server sees every client, so its TPS is not comparable (its CPU per
-# transaction is). What it shows: how much of mproxy's cost the runtime's socket path takes before
-# any proxy logic runs.
+# transaction is). What they show: how much of mproxy's cost the runtime's socket path takes before
+# any proxy logic runs, and how much of that a transport of its own could save.
 #
 # Usage: bench/floor.sh [pgbench args]      default: -S (select-only)
 # Env:   ROUNDS=8 SECONDS_PER_ROUND=8 CLIENTS=50 POOL=20 SCALE=10 WARMUP=40
@@ -30,7 +32,7 @@ bin=$(pg_bindir)
 work=$(mktemp -d /tmp/mproxy-floor.XXXXXX)
 chmod 755 "$work"
 [ "$(id -u)" -eq 0 ] && chown postgres "$work"
-pg_port=$(free_port); bouncer_port=$(free_port); mproxy_port=$(free_port); relay_port=$(free_port)
+pg_port=$(free_port); bouncer_port=$(free_port); mproxy_port=$(free_port); relay_port=$(free_port); epoll_port=$(free_port)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -69,8 +71,10 @@ dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.1:$mpro
 pids+=("$!")
 dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" "$relay_port" 127.0.0.1 "$pg_port" > "$work/relay.log" 2>&1 &
 pids+=("$!")
-names=(PgBouncer mproxy relay-floor)
-ports=("$bouncer_port" "$mproxy_port" "$relay_port")
+dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" --epoll "$epoll_port" 127.0.0.1 "$pg_port" > "$work/relay-epoll.log" 2>&1 &
+pids+=("$!")
+names=(PgBouncer mproxy relay-floor relay-floor-epoll)
+ports=("$bouncer_port" "$mproxy_port" "$relay_port" "$epoll_port")
 for port in "${ports[@]}"; do
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
 done
@@ -91,14 +95,15 @@ round() { # pid port -> "user_us_per_tx sys_us_per_tx switches_per_tx tps"
 }
 declare -A rows
 for ((r = 0; r < ROUNDS; r++)); do
-  for k in 0 1 2; do
-    i=$(( (k + r) % 3 ))   # rotate which proxy goes first
+  for ((k = 0; k < ${#ports[@]}; k++)); do
+    i=$(( (k + r) % ${#ports[@]} ))   # rotate which proxy goes first
     rows[$i]+="$(round "${pids[$i]}" "${ports[$i]}")"$'\n'
   done
 done
-python3 - "${names[@]}" "${rows[0]}" "${rows[1]}" "${rows[2]}" <<'PY'
+python3 - "${names[@]}" "${rows[0]}" "${rows[1]}" "${rows[2]}" "${rows[3]}" <<'PY'
 import statistics, sys
-names, texts = sys.argv[1:4], sys.argv[4:7]
+n = (len(sys.argv) - 1) // 2
+names, texts = sys.argv[1:1 + n], sys.argv[1 + n:]
 med = []
 for t in texts:
     rs = [list(map(float, l.split())) for l in t.strip().split("\n")]

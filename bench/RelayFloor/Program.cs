@@ -1,3 +1,4 @@
+using MProxy.Bench.RelayFloor;
 using System.Net;
 using System.Net.Sockets;
 
@@ -7,16 +8,28 @@ using System.Net.Sockets;
 // completions inline on the socket engine's threads, no thread-pool spinning), its CPU per
 // transaction is the floor under any proxy built on this socket stack (bench/floor.sh).
 //
-// Usage: relay-floor LISTEN_PORT SERVER_HOST SERVER_PORT
+// With --epoll, the runtime's socket engine is taken out too (EpollRelay: one thread, level-triggered
+// epoll, recv/send called directly): how much of the floor is the runtime's socket path.
+//
+// Usage: relay-floor [--epoll] LISTEN_PORT SERVER_HOST SERVER_PORT
+
+var epoll = args.Length > 0 && args[0] == "--epoll";
+if (epoll)
+    args = args[1..];
 if (Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS") is null)
     Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
 
 if (args.Length != 3 || !int.TryParse(args[0], out var listenPort) || !int.TryParse(args[2], out var serverPort))
 {
-    Console.Error.WriteLine("usage: relay-floor LISTEN_PORT SERVER_HOST SERVER_PORT");
+    Console.Error.WriteLine("usage: relay-floor [--epoll] LISTEN_PORT SERVER_HOST SERVER_PORT");
     return 2;
 }
 var server = new DnsEndPoint(args[1], serverPort);
+if (epoll)
+{
+    EpollRelay.Run(listenPort, server);
+    return 0;
+}
 using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
 listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
 listener.Bind(new IPEndPoint(IPAddress.Loopback, listenPort));
