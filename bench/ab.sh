@@ -9,7 +9,7 @@
 # the harness's own bias and noise on the day.
 #
 # Usage: bench/ab.sh A_DLL B_DLL [pgbench args]     e.g. bench/ab.sh /tmp/old/mproxy.dll src/Edge/bin/Release/net10.0/mproxy.dll -S
-# Env:   ROUNDS=10 SECONDS_PER_ROUND=5 CLIENTS=50 POOL=20 SCALE=10 WARMUP=10 A_ENV="NAME=value …" B_ENV="NAME=value …"
+# Env:   ROUNDS=10 SECONDS_PER_ROUND=5 CLIENTS=50 POOL=20 SCALE=10 WARMUP=40 A_ENV="NAME=value …" B_ENV="NAME=value …"
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/lib.sh
@@ -21,7 +21,7 @@ ensure_packages postgresql-15 postgresql-client-15
 a_dll=$1; b_dll=$2; shift 2
 pgbench_args=("$@")
 ROUNDS=${ROUNDS:-10}; SECONDS_PER_ROUND=${SECONDS_PER_ROUND:-5}; CLIENTS=${CLIENTS:-50}; POOL=${POOL:-20}
-SCALE=${SCALE:-10}; WARMUP=${WARMUP:-10}; A_ENV=${A_ENV:-}; B_ENV=${B_ENV:-}
+SCALE=${SCALE:-10}; WARMUP=${WARMUP:-40}; A_ENV=${A_ENV:-}; B_ENV=${B_ENV:-}
 
 bin=$(pg_bindir)
 work=$(mktemp -d /tmp/mproxy-ab.XXXXXX)

@@ -6,10 +6,12 @@
 # prints the median TPS of each and the ratios mproxy/direct and mproxy/PgBouncer.
 #
 # Usage: bench/pgbench.sh [rows...]      rows: select50 tpcb50 select250 prepared50 extended50
-# Env:   DURATION=20 ROUNDS=3 POOL=20 SCALE=10 WARMUP=10
+# Env:   DURATION=20 ROUNDS=3 POOL=20 SCALE=10 WARMUP=40
 #        WARMUP seconds of select-only load go through each proxy before the first round, unmeasured:
 #        .NET compiles its hot code again with optimizations during the first tens of seconds
-#        (tiered compilation), which is start-up cost, not per-query cost.
+#        (tiered compilation), which is start-up cost, not per-query cost. Under this load the JIT
+#        thread still took a tenth of the edge's user time 40-60 s after start (and none a minute
+#        later), hence 40 s.
 #        CANDIDATE_DLL=path/to/mproxy.dll and/or CANDIDATE_ENV="NAME=value ..." add a second mproxy
 #        (another build, or the same build with other runtime settings), measured in the same rounds
 #        and printed as its own columns: the A/B comparison this noisy box allows.
@@ -24,7 +26,7 @@ DURATION=${DURATION:-20}
 ROUNDS=${ROUNDS:-3}
 POOL=${POOL:-20}
 SCALE=${SCALE:-10}
-WARMUP=${WARMUP:-10}
+WARMUP=${WARMUP:-40}
 rows=("$@")
 [ ${#rows[@]} -gt 0 ] || rows=(select50 tpcb50 select250)
 

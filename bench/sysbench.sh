@@ -6,8 +6,9 @@
 # statements, THREADS threads) directly, through mproxy, through socat (a plain TCP relay that
 # parses nothing: the cost of the extra hop alone) and through bench/RelayFloor (the same plain
 # relay on the edge's own .NET socket stack and runtime settings: the floor under any .NET proxy
-# here), interleaved, ROUNDS times; prints the median TPS and p95 latency of each and the ratios
-# mproxy/direct, mproxy/socat and relay-floor/direct.
+# here) and through RelayFloor --epoll (the same relay on a single-threaded epoll loop of its own),
+# interleaved, ROUNDS times; prints the median TPS and p95 latency of each and the ratios
+# mproxy/direct, mproxy/socat and of both relays to direct.
 #
 # Usage: bench/sysbench.sh [tests...]      tests: oltp_read_only oltp_read_write (default both)
 # Env:   DURATION=20 ROUNDS=3 THREADS=32 POOL=32 TABLES=4 TABLE_SIZE=10000
@@ -29,7 +30,7 @@ tests=("$@")
 
 work=$(mktemp -d /tmp/mproxy-sysbench.XXXXXX)
 chmod 755 "$work"
-db_port=$(free_port); mysql_port=$(free_port); pg_port=$(free_port); relay_port=$(free_port); floor_port=$(free_port)
+db_port=$(free_port); mysql_port=$(free_port); pg_port=$(free_port); relay_port=$(free_port); floor_port=$(free_port); epoll_port=$(free_port)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -85,7 +86,9 @@ pids+=($!)
 dotnet build "$root/bench/RelayFloor/MProxy.Bench.RelayFloor.csproj" -c Release -v quiet -nologo >/dev/null
 dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" "$floor_port" 127.0.0.1 "$db_port" > "$work/relay-floor.log" 2>&1 &
 pids+=($!)
-for port in "$mysql_port" "$relay_port" "$floor_port"; do
+dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" --epoll "$epoll_port" 127.0.0.1 "$db_port" > "$work/relay-epoll.log" 2>&1 &
+pids+=($!)
+for port in "$mysql_port" "$relay_port" "$floor_port" "$epoll_port"; do
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
 done
 
@@ -102,21 +105,22 @@ run_sysbench() { # port test → "tps p95 errors"
 median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.2f}")' "$@"; }
 
 # Warm both paths (buffer pool, JIT) before measuring.
-for port in "$db_port" "$mysql_port" "$relay_port" "$floor_port"; do run_sysbench "$port" oltp_read_only >/dev/null; done
+for port in "$db_port" "$mysql_port" "$relay_port" "$floor_port" "$epoll_port"; do run_sysbench "$port" oltp_read_only >/dev/null; done
 
-printf '\n| test (%s threads) | direct TPS | socat TPS | relay-floor TPS | mproxy TPS | mproxy/direct | mproxy/socat | relay-floor/direct | direct p95 ms | socat p95 ms | relay-floor p95 ms | mproxy p95 ms | ignored errors (direct/socat/floor/mproxy) |\n' "$THREADS"
-printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '\n| test (%s threads) | direct TPS | socat TPS | relay-floor TPS | relay-floor-epoll TPS | mproxy TPS | mproxy/direct | mproxy/socat | relay-floor/direct | relay-floor-epoll/direct | direct p95 ms | socat p95 ms | relay-floor p95 ms | relay-floor-epoll p95 ms | mproxy p95 ms | ignored errors (direct/socat/floor/epoll/mproxy) |\n' "$THREADS"
+printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for test in "${tests[@]}"; do
-  dt=(); dp=(); st=(); sp=(); ft=(); fp=(); mt=(); mp=(); de=0; se=0; fe=0; me=0
+  dt=(); dp=(); st=(); sp=(); ft=(); fp=(); et=(); ep=(); mt=(); mp=(); de=0; se=0; fe=0; ee=0; me=0
   for ((r = 1; r <= ROUNDS; r++)); do
     read -r t p e < <(run_sysbench "$db_port" "$test"); dt+=("$t"); dp+=("$p"); [ "$e" = "?" ] || de=$((de + e))
     read -r t p e < <(run_sysbench "$relay_port" "$test"); st+=("$t"); sp+=("$p"); [ "$e" = "?" ] || se=$((se + e))
     read -r t p e < <(run_sysbench "$floor_port" "$test"); ft+=("$t"); fp+=("$p"); [ "$e" = "?" ] || fe=$((fe + e))
+    read -r t p e < <(run_sysbench "$epoll_port" "$test"); et+=("$t"); ep+=("$p"); [ "$e" = "?" ] || ee=$((ee + e))
     read -r t p e < <(run_sysbench "$mysql_port" "$test"); mt+=("$t"); mp+=("$p"); [ "$e" = "?" ] || me=$((me + e))
   done
-  dtm=$(median "${dt[@]}"); stm=$(median "${st[@]}"); ftm=$(median "${ft[@]}"); mtm=$(median "${mt[@]}")
-  rf=$(python3 -c "print(f'{$ftm/$dtm:.2f}' if $dtm else 'n/a')")
+  dtm=$(median "${dt[@]}"); stm=$(median "${st[@]}"); ftm=$(median "${ft[@]}"); etm=$(median "${et[@]}"); mtm=$(median "${mt[@]}")
+  rf=$(python3 -c "print(f'{$ftm/$dtm:.2f}' if $dtm else 'n/a')"); re=$(python3 -c "print(f'{$etm/$dtm:.2f}' if $dtm else 'n/a')")
   rd=$(python3 -c "print(f'{$mtm/$dtm:.2f}' if $dtm else 'n/a')"); rs=$(python3 -c "print(f'{$mtm/$stm:.2f}' if $stm else 'n/a')")
-  printf '| %s | %s | %s | %s | %s | %s× | %s× | %s× | %s | %s | %s | %s | %s |\n' "$test" "$dtm" "$stm" "$ftm" "$mtm" "$rd" "$rs" "$rf" \
-    "$(median "${dp[@]}")" "$(median "${sp[@]}")" "$(median "${fp[@]}")" "$(median "${mp[@]}")" "$de/$se/$fe/$me"
+  printf '| %s | %s | %s | %s | %s | %s | %s× | %s× | %s× | %s× | %s | %s | %s | %s | %s | %s |\n' "$test" "$dtm" "$stm" "$ftm" "$etm" "$mtm" "$rd" "$rs" "$rf" "$re" \
+    "$(median "${dp[@]}")" "$(median "${sp[@]}")" "$(median "${fp[@]}")" "$(median "${ep[@]}")" "$(median "${mp[@]}")" "$de/$se/$fe/$ee/$me"
 done

@@ -8,14 +8,14 @@ using MySql.Data.MySqlClient;
 
 namespace MProxy.Integration.Tests.MySql;
 
-/// <summary>MySQL pools are seen (metrics, SHOW POOLS, SHOW SERVERS) and capped (the policy tier's connection slots) like PostgreSQL's.</summary>
+/// <summary>MySQL pools and clients are seen (metrics, SHOW POOLS, SHOW SERVERS, SHOW CLIENTS) and capped (the policy tier's connection slots) like PostgreSQL's.</summary>
 [Collection(MariaDbCollection.Name)]
 public sealed class MySqlPoolInventoryTests(MariaDbFixture fixture)
 {
     private static CancellationToken Token => TestContext.Current.CancellationToken;
 
     [Fact]
-    public async Task PoolsAndServers_InMetricsAndAdminConsole_WithTheirProtocol()
+    public async Task PoolsServersAndClients_InMetricsAndAdminConsole_WithTheirProtocol()
     {
         await using var edge = await MySqlEdgeServer.StartAsync(MySqlEdgeServer.AppConfig(fixture.Server, poolSize: 3));
         await using var connection = await MariaDbFixture.OpenAsync(edge.Port);
@@ -39,7 +39,18 @@ public sealed class MySqlPoolInventoryTests(MariaDbFixture fixture)
         var server = Assert.Single(servers.Rows, r => r[Column(servers, "state")] == "active");
         Assert.Equal("mysql", server[Column(servers, "protocol")]);
         Assert.Equal("in-transaction", server[Column(servers, "transaction")]);
-        Assert.Equal(connection.ServerThread.ToString(System.Globalization.CultureInfo.InvariantCulture), server[Column(servers, "client_id")]);
+        var clientId = connection.ServerThread.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal(clientId, server[Column(servers, "client_id")]);
+
+        var clients = admin.Execute("SHOW CLIENTS", new AdminCaller(0, "test")).Result!;
+        var client = Assert.Single(clients.Rows, r => r[Column(clients, "protocol")] == "mysql");
+        Assert.Equal(clientId, client[Column(clients, "id")]);
+        Assert.Equal(MariaDbServer.AppUser, client[Column(clients, "user")]);
+        Assert.Equal(MariaDbServer.AppDatabase, client[Column(clients, "database")]);
+        Assert.Equal("active", client[Column(clients, "state")]);
+        Assert.Equal(server[Column(servers, "id")], client[Column(clients, "server_id")]);
+        Assert.StartsWith("127.0.0.1:", client[Column(clients, "addr")]);
+        Assert.Null(client[Column(clients, "tls")]);
 
         // The connection goes back once the edge has relayed the ROLLBACK's OK: poll briefly.
         await transaction.RollbackAsync(Token);
@@ -50,6 +61,9 @@ public sealed class MySqlPoolInventoryTests(MariaDbFixture fixture)
             await Task.Delay(20, Token);
         }
         Assert.Equal("idle", Assert.Single(admin.Execute("SHOW SERVERS", new AdminCaller(0, "test")).Result!.Rows)[Column(servers, "state")]);
+        var idle = Assert.Single(admin.Execute("SHOW CLIENTS", new AdminCaller(0, "test")).Result!.Rows, r => r[Column(clients, "id")] == clientId);
+        Assert.Equal("idle", idle[Column(clients, "state")]);
+        Assert.Null(idle[Column(clients, "server_id")]);
     }
 
     [Fact]

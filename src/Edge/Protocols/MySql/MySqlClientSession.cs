@@ -32,7 +32,7 @@ internal enum MySqlClientState
 /// transaction in transaction mode, for the whole session in session mode or once the client holds
 /// session state), with prepared statements virtualized across pooled connections.
 /// </summary>
-internal sealed class MySqlClientSession : RelayClientSession, IClientSession, IRunawayTarget
+internal sealed class MySqlClientSession : RelayClientSession, IClientSession, IRunawayTarget, MProxy.Edge.Admin.IDescribedClient
 {
     /// <summary>utf8mb4_general_ci: the collation the edge's handshake announces.</summary>
     private const byte DefaultCollation = 45;
@@ -68,12 +68,15 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
     private string? _refusedLongData;         // the refusal of that long data, answered at the execution
     private long _bytesToServer;
     private PendingChangeUser? _changeUser;
+    private readonly DateTimeOffset _connectedAt;
+
     public MySqlClientSession(MySqlEdgeContext edge, ConnectionContext connection)
         : base(connection.Transport)
     {
         _edge = edge;
         _connection = connection;
         (ProcessId, SecretKey) = edge.Clients.NewKey();
+        _connectedAt = edge.Time.GetUtcNow();
     }
 
     public int ProcessId { get; }
@@ -1262,6 +1265,21 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
     }
 
     // ------------------------------------------------------------------ registry
+
+    /// <summary>This client as SHOW CLIENTS shows it (no application name: connection attributes are not read).</summary>
+    public MProxy.Edge.Admin.ClientView Describe()
+    {
+        var server = _server;
+        var attached = server is not null && server.IsAttachedTo(this);
+        var state = _state switch
+        {
+            MySqlClientState.Handshake => "login",
+            MySqlClientState.Ready or MySqlClientState.ChangingUser => attached ? "active" : "idle",
+            _ => "closing",
+        };
+        return new(ProcessId, MySqlPoolRegistry.Protocol, User, Database, _qos?.Tenant.Name, ApplicationName: null,
+            state, _connection.RemoteEndPoint?.ToString(), _connectedAt, attached ? server!.Id : null, _tls?.Description);
+    }
 
     public void RequestShutdown()
     {
