@@ -9,7 +9,7 @@
 # the harness's own bias and noise on the day.
 #
 # Usage: bench/ab.sh A_DLL B_DLL [pgbench args]     e.g. bench/ab.sh /tmp/old/mproxy.dll src/Edge/bin/Release/net10.0/mproxy.dll -S
-# Env:   ROUNDS=10 SECONDS_PER_ROUND=5 CLIENTS=50 POOL=20 SCALE=10 WARMUP=40 A_ENV="NAME=value …" B_ENV="NAME=value …"
+# Env:   ROUNDS=10 SECONDS_PER_ROUND=5 CLIENTS=50 POOL=20 SCALE=10 WARMUP=40 A_ENV="NAME=value …" B_ENV="NAME=value …" A_ARGS="--option value …" B_ARGS="…"
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/lib.sh
@@ -21,7 +21,7 @@ ensure_packages postgresql-15 postgresql-client-15
 a_dll=$1; b_dll=$2; shift 2
 pgbench_args=("$@")
 ROUNDS=${ROUNDS:-10}; SECONDS_PER_ROUND=${SECONDS_PER_ROUND:-5}; CLIENTS=${CLIENTS:-50}; POOL=${POOL:-20}
-SCALE=${SCALE:-10}; WARMUP=${WARMUP:-40}; A_ENV=${A_ENV:-}; B_ENV=${B_ENV:-}
+SCALE=${SCALE:-10}; WARMUP=${WARMUP:-40}; A_ENV=${A_ENV:-}; B_ENV=${B_ENV:-}; A_ARGS=${A_ARGS:-}; B_ARGS=${B_ARGS:-}
 
 bin=$(pg_bindir)
 work=$(mktemp -d /tmp/mproxy-ab.XXXXXX)
@@ -38,19 +38,19 @@ trap cleanup EXIT
 
 start_bench_postgres "$work" "$pg_port" "$SCALE"
 
-start() { # env dll port log
-  # shellcheck disable=SC2086 # the env settings are a list of NAME=value words
+start() { # env dll port log args
+  # shellcheck disable=SC2086 # the env settings and extra arguments are lists of words
   env $1 dotnet "$2" --listen "127.0.0.1:$3" --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" \
-    --pool-size "$POOL" --pool-mode transaction --log-level Warning > "$4" 2>&1 &
+    --pool-size "$POOL" --pool-mode transaction --log-level Warning $5 > "$4" 2>&1 &
   pids+=("$!")
 }
-start "$A_ENV" "$a_dll" "$a_port" "$work/a.log"; a_pid=${pids[-1]}
-start "$B_ENV" "$b_dll" "$b_port" "$work/b.log"; b_pid=${pids[-1]}
+start "$A_ENV" "$a_dll" "$a_port" "$work/a.log" "$A_ARGS"; a_pid=${pids[-1]}
+start "$B_ENV" "$b_dll" "$b_port" "$work/b.log" "$B_ARGS"; b_pid=${pids[-1]}
 for port in "$a_port" "$b_port"; do
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
   pgbench -n -T "$WARMUP" -c "$CLIENTS" -j 2 "${pgbench_args[@]}" -h 127.0.0.1 -p "$port" -U bench bench >/dev/null 2>&1
 done
-echo "==> A: $a_dll ${A_ENV} (port $a_port)   B: $b_dll ${B_ENV} (port $b_port)   ${ROUNDS} rounds of ${SECONDS_PER_ROUND}s, ${CLIENTS} clients, pool $POOL" >&2
+echo "==> A: $a_dll ${A_ENV} ${A_ARGS} (port $a_port)   B: $b_dll ${B_ENV} ${B_ARGS} (port $b_port)   ${ROUNDS} rounds of ${SECONDS_PER_ROUND}s, ${CLIENTS} clients, pool $POOL" >&2
 
 clk=$(getconf CLK_TCK)
 round() { # pid port -> "cpu_us_per_tx user_us_per_tx tps"

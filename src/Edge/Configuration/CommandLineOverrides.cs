@@ -19,4 +19,10 @@ public sealed record CommandLineOverrides
 
     /// <summary>PEM private key for TLS to clients (<c>tls.key</c>).</summary>
     public string? TlsKey { get; init; }
+
+    /// <summary><c>sockets</c> or <c>epoll</c> (<c>network.transport</c>).</summary>
+    public string? Transport { get; init; }
+
+    /// <summary>Event-loop threads of the epoll transport (<c>network.epollLoops</c>).</summary>
+    public int? EpollLoops { get; init; }
 }

@@ -71,6 +71,10 @@ public static class ConfigLoader
             (raw.Tls ??= new()).Certificate = o.TlsCertificate;
         if (o.TlsKey is not null)
             (raw.Tls ??= new()).Key = o.TlsKey;
+        if (o.Transport is not null)
+            (raw.Network ??= new()).Transport = o.Transport;
+        if (o.EpollLoops is not null)
+            (raw.Network ??= new()).EpollLoops = o.EpollLoops;
         if (o.Primary is not null)
         {
             var url = ParsePostgresUrl("--primary", o.Primary);
@@ -84,6 +88,19 @@ public static class ConfigLoader
                 raw.Users.Add(new RawUser { Name = url.User, Password = url.Password });
             }
         }
+    }
+
+    private static NetworkConfig ValidateNetwork(RawNetwork? raw)
+    {
+        var transport = (raw?.Transport ?? "sockets").ToLowerInvariant() switch
+        {
+            "sockets" => NetworkTransport.Sockets,
+            "epoll" => NetworkTransport.Epoll,
+            var other => throw new ConfigException("network.transport", $"'{other}' is not one of sockets, epoll"),
+        };
+        if (transport == NetworkTransport.Epoll && !Networking.Epoll.EpollNative.IsSupported)
+            throw new ConfigException("network.transport", "'epoll' needs Linux on x86-64 or arm64; use 'sockets' here");
+        return new NetworkConfig(transport, Range("network.epollLoops", raw?.EpollLoops ?? 1, 1, 64));
     }
 
     internal static EdgeConfig Validate(RawConfig raw)
@@ -173,6 +190,7 @@ public static class ConfigLoader
             Telemetry = MProxy.Edge.Telemetry.TelemetryConfigValidator.Validate(raw.Telemetry),
             Reload = MProxy.Edge.Hosting.ReloadSettings.Validate(raw.Reload),
             Tls = TlsConfig.Validate(raw.Tls),
+            Network = ValidateNetwork(raw.Network),
         };
     }
 

@@ -30,6 +30,9 @@ public sealed record EdgeConfig
     /// <summary>TLS for clients of both listeners (the <c>tls:</c> section); null: off, SSLRequest is answered <c>N</c>.</summary>
     public TlsConfig? Tls { get; init; }
 
+    /// <summary>How database connections (clients and servers) are read and written (the <c>network:</c> section; bound at start).</summary>
+    public NetworkConfig Network { get; init; } = new();
+
     public UserConfig? FindUser(string name)
     {
         foreach (var user in Users)
@@ -76,6 +79,18 @@ public sealed record ListenConfig(IPEndPoint? Postgres, IPEndPoint? Admin)
     /// <summary>The MySQL protocol listener (<c>listen.mysql</c>); on by default at 127.0.0.1:6033 when a MySQL database is configured.</summary>
     public IPEndPoint? MySql { get; init; }
 }
+
+/// <summary>The transports of database connections: the runtime's sockets, or the edge's own epoll loops (Linux).</summary>
+public enum NetworkTransport
+{
+    Sockets,
+    Epoll,
+}
+
+/// <summary><c>network:</c> — how database connections (clients' and servers') are read and written.</summary>
+/// <param name="Transport"><c>sockets</c> (default: the runtime's socket engine) or <c>epoll</c> (the edge's own PgBouncer-style event loop: less CPU per round trip; Linux only).</param>
+/// <param name="EpollLoops">Event-loop threads of the epoll transport; connections are spread over them in turn.</param>
+public sealed record NetworkConfig(NetworkTransport Transport = NetworkTransport.Sockets, int EpollLoops = 1);
 
 /// <param name="MaxConnections">Client connections the edge accepts at once.</param>
 /// <param name="MaxMessageBytes">Largest message a client may send.</param>

@@ -19,6 +19,13 @@ internal sealed class RawConfig
     public MProxy.Edge.Telemetry.RawTelemetry? Telemetry { get; set; }
     public MProxy.Edge.Hosting.RawReload? Reload { get; set; }
     public RawTls? Tls { get; set; }
+    public RawNetwork? Network { get; set; }
+}
+
+internal sealed class RawNetwork
+{
+    public string? Transport { get; set; }
+    public int? EpollLoops { get; set; }
 }
 
 internal sealed class RawPolicy

@@ -47,7 +47,18 @@ public static class EdgeHost
         services.AddSingleton(time ?? TimeProvider.System);
         services.AddSingleton(new ConfigStore(config));
         services.AddSingleton<ClientRegistry>();
-        services.AddSingleton<INetworkConnector, SocketNetworkConnector>();
+        var epoll = config.Network.Transport == NetworkTransport.Epoll ? new Networking.Epoll.EpollTransport(config.Network.EpollLoops) : null;
+        if (epoll is null)
+        {
+            services.AddSingleton<INetworkConnector, SocketNetworkConnector>();
+        }
+        else
+        {
+            // Registered through a factory so that the container disposes it (stopping its loops)
+            // after the pools that depend on the connector, which it creates first.
+            services.AddSingleton(_ => epoll);
+            services.AddSingleton<INetworkConnector>(sp => new Networking.Epoll.EpollNetworkConnector(sp.GetRequiredService<Networking.Epoll.EpollTransport>()));
+        }
         PolicyHosting.AddPolicyAndQos(services, config);
         services.AddSingleton<PgPoolRegistry>();
         services.AddSingleton<PgEdgeContext>();
@@ -62,7 +73,7 @@ public static class EdgeHost
         // the socket and the session in each direction, and the session's work runs on the
         // socket's completion); the admin HTTP listener stays on Kestrel's default transport.
         builder.Services.AddSingleton<IConnectionListenerFactory>(new DirectSocketListenerFactory(
-            new[] { config.Listen.Postgres, config.Listen.MySql }.OfType<EndPoint>().ToArray()));
+            new[] { config.Listen.Postgres, config.Listen.MySql }.OfType<EndPoint>().ToArray(), epoll));
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;

@@ -157,6 +157,8 @@ internal sealed class ConfigReloader
             kept.Add("listen");
         if (!SamePolicy(current.Policy, next.Policy))
             kept.Add("policy");
+        if (current.Network != next.Network)
+            kept.Add("network");
         if (!Equals(current.Telemetry.Otlp?.ToString(), next.Telemetry.Otlp?.ToString()) || current.Telemetry.Metrics != next.Telemetry.Metrics)
             kept.Add("telemetry.otlp / telemetry.metrics");
         var databases = new List<DatabaseConfig>(next.Databases.Count);
@@ -176,6 +178,7 @@ internal sealed class ConfigReloader
         {
             Listen = current.Listen,
             Policy = current.Policy,
+            Network = current.Network,
             Telemetry = next.Telemetry with { Otlp = current.Telemetry.Otlp, Metrics = current.Telemetry.Metrics },
             Databases = databases,
         };

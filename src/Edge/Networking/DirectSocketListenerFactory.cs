@@ -5,10 +5,11 @@ using Microsoft.AspNetCore.Connections;
 namespace MProxy.Edge.Networking;
 
 /// <summary>
-/// Kestrel's transport for the database listeners: accepted clients are <see cref="DirectSocketConnection"/>s.
+/// Kestrel's transport for the database listeners: accepted clients are <see cref="DirectSocketConnection"/>s,
+/// or — with <paramref name="epoll"/> — connections of the edge's own epoll transport.
 /// Other endpoints (the admin HTTP listener) stay on Kestrel's socket transport.
 /// </summary>
-internal sealed class DirectSocketListenerFactory(IReadOnlyCollection<EndPoint> endpoints) : IConnectionListenerFactory, IConnectionListenerFactorySelector
+internal sealed class DirectSocketListenerFactory(IReadOnlyCollection<EndPoint> endpoints, Epoll.EpollTransport? epoll = null) : IConnectionListenerFactory, IConnectionListenerFactorySelector
 {
     public bool CanBind(EndPoint endpoint) => endpoints.Contains(endpoint);
 
@@ -27,10 +28,10 @@ internal sealed class DirectSocketListenerFactory(IReadOnlyCollection<EndPoint> 
             socket.Dispose();
             throw;
         }
-        return new ValueTask<IConnectionListener>(new Listener(socket));
+        return new ValueTask<IConnectionListener>(new Listener(socket, epoll));
     }
 
-    private sealed class Listener(Socket socket) : IConnectionListener
+    private sealed class Listener(Socket socket, Epoll.EpollTransport? epoll) : IConnectionListener
     {
         public EndPoint EndPoint { get; } = socket.LocalEndPoint!;
 
@@ -52,7 +53,7 @@ internal sealed class DirectSocketListenerFactory(IReadOnlyCollection<EndPoint> 
                     continue; // the client reset before it was accepted
                 }
                 accepted.NoDelay = true;
-                return new DirectSocketConnection(accepted);
+                return epoll is null ? new DirectSocketConnection(accepted) : epoll.Adopt(accepted);
             }
         }
 

@@ -56,10 +56,26 @@ public sealed class ConfigLoaderTests
     [InlineData("listen:\n  postgres: nowhere\n", "listen.postgres")]
     [InlineData("listen:\n  postgres: 127.0.0.1:99999\n", "listen.postgres")]
     [InlineData("clients:\n  maxConnections: -1\n", "clients.maxConnections")]
+    [InlineData("network:\n  transport: iouring\n", "network.transport")]
+    [InlineData("network:\n  transport: epoll\n  epollLoops: 0\n", "network.epollLoops")]
     public void Load_InvalidValue_NamesTheKey(string yaml, string key)
     {
         var error = Assert.Throws<ConfigException>(() => ConfigLoader.LoadYaml(yaml + Minimal));
         Assert.Equal(key, error.Key);
+    }
+
+    [Fact]
+    public void Load_Network_DefaultsToSocketsAndTakesEpollFromFileOrCommandLine()
+    {
+        Assert.Equal(new NetworkConfig(NetworkTransport.Sockets, 1), ConfigLoader.LoadYaml(Minimal).Network);
+        Assert.Equal(new NetworkConfig(NetworkTransport.Epoll, 2), ConfigLoader.LoadYaml("network: { transport: epoll, epollLoops: 2 }\n" + Minimal).Network);
+        var fromCommandLine = ConfigLoader.Load(new CommandLineOverrides
+        {
+            Primary = "postgres://bob:pw@db:5432/shop",
+            Transport = "epoll",
+            EpollLoops = 3,
+        });
+        Assert.Equal(new NetworkConfig(NetworkTransport.Epoll, 3), fromCommandLine.Network);
     }
 
     [Fact]

@@ -5,13 +5,19 @@ namespace MProxy.Integration.Tests.MySql;
 
 /// <summary>Text queries, multi-results, large values and transactions through the edge with MySql.Data.</summary>
 [Collection(MariaDbCollection.Name)]
-public sealed class MySqlQueryTests(MariaDbFixture fixture) : IAsyncLifetime
+public class MySqlQueryTests(MariaDbFixture fixture) : IAsyncLifetime
 {
     private MySqlEdgeServer? _edge;
 
     private MySqlEdgeServer Edge => _edge!;
 
-    public async ValueTask InitializeAsync() => _edge = await MySqlEdgeServer.StartAsync(MySqlEdgeServer.AppConfig(fixture.Server));
+    /// <summary>The edge's <c>network:</c> section (the runtime's sockets here; <see cref="MySqlQueryTestsOnEpoll"/> runs the same tests on the epoll transport).</summary>
+    protected virtual string Network => "";
+
+    /// <summary>Appended to the names of the tables this class writes, so that it and its epoll twin never share one.</summary>
+    protected virtual string Suffix => "";
+
+    public async ValueTask InitializeAsync() => _edge = await MySqlEdgeServer.StartAsync(MySqlEdgeServer.AppConfig(fixture.Server, extra: Network));
 
     public async ValueTask DisposeAsync() => await Edge.DisposeAsync();
 
@@ -82,19 +88,19 @@ public sealed class MySqlQueryTests(MariaDbFixture fixture) : IAsyncLifetime
     [Fact]
     public async Task Transaction_RolledBack_LeavesNoRows_Committed_Persists()
     {
-        await fixture.Server.ExecuteAsync("CREATE TABLE IF NOT EXISTS tx_test (id INT PRIMARY KEY, v VARCHAR(20)) ENGINE=InnoDB", MariaDbServer.AppDatabase);
+        await fixture.Server.ExecuteAsync($"CREATE TABLE IF NOT EXISTS tx_test{Suffix} (id INT PRIMARY KEY, v VARCHAR(20)) ENGINE=InnoDB", MariaDbServer.AppDatabase);
         await using var connection = await MariaDbFixture.OpenAsync(Edge.Port);
         await using (var tx = await connection.BeginTransactionAsync())
         {
-            await new MySqlCommand("INSERT INTO tx_test VALUES (1, 'rolled back')", connection, tx).ExecuteNonQueryAsync();
+            await new MySqlCommand($"INSERT INTO tx_test{Suffix} VALUES (1, 'rolled back')", connection, tx).ExecuteNonQueryAsync();
             await tx.RollbackAsync();
         }
         await using (var tx = await connection.BeginTransactionAsync())
         {
-            await new MySqlCommand("INSERT INTO tx_test VALUES (2, 'committed')", connection, tx).ExecuteNonQueryAsync();
+            await new MySqlCommand($"INSERT INTO tx_test{Suffix} VALUES (2, 'committed')", connection, tx).ExecuteNonQueryAsync();
             await tx.CommitAsync();
         }
-        Assert.Equal("2", await fixture.Server.ExecuteAsync("SELECT GROUP_CONCAT(id ORDER BY id) FROM tx_test WHERE id IN (1, 2)", MariaDbServer.AppDatabase));
+        Assert.Equal("2", await fixture.Server.ExecuteAsync($"SELECT GROUP_CONCAT(id ORDER BY id) FROM tx_test{Suffix} WHERE id IN (1, 2)", MariaDbServer.AppDatabase));
     }
 
     [Fact]
@@ -114,4 +120,13 @@ public sealed class MySqlQueryTests(MariaDbFixture fixture) : IAsyncLifetime
         Assert.True(result.ExitCode == 0, result.Output);
         Assert.Equal(["42", "app", "3"], result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries));
     }
+}
+
+/// <summary><see cref="MySqlQueryTests"/> on the edge's own epoll transport.</summary>
+[Collection(MariaDbCollection.Name)]
+public sealed class MySqlQueryTestsOnEpoll(MariaDbFixture fixture) : MySqlQueryTests(fixture)
+{
+    protected override string Network => "network: { transport: epoll }";
+
+    protected override string Suffix => "_epoll";
 }

@@ -8,14 +8,21 @@ namespace MProxy.Integration.Tests.MySql;
 
 /// <summary>TLS between MySQL clients and the edge (the same <c>tls:</c> section as PostgreSQL clients), with MySql.Data, the mariadb client and a raw socket.</summary>
 [Collection(MariaDbCollection.Name)]
-public sealed class MySqlTlsTests(MariaDbFixture fixture) : IDisposable
+public class MySqlTlsTests(MariaDbFixture fixture) : IDisposable
 {
     private readonly TestCertificate _certificate = TestCertificate.Create("CN=mproxy-mysql-tls-test");
 
-    public void Dispose() => _certificate.Dispose();
+    public void Dispose()
+    {
+        _certificate.Dispose();
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>The edge's <c>network:</c> section (the runtime's sockets here; <see cref="MySqlTlsTestsOnEpoll"/> runs the same tests on the epoll transport).</summary>
+    protected virtual string Network => "";
 
     private Task<MySqlEdgeServer> StartAsync(string mode = "allow") =>
-        MySqlEdgeServer.StartAsync(MySqlEdgeServer.AppConfig(fixture.Server, extra: _certificate.Yaml(mode)));
+        MySqlEdgeServer.StartAsync(MySqlEdgeServer.AppConfig(fixture.Server, extra: _certificate.Yaml(mode) + "\n" + Network));
 
     [Fact]
     public async Task MySqlData_SslRequired_LogsInAndQueriesOverTls_CleartextStillWorksUnderAllow()
@@ -108,4 +115,11 @@ public sealed class MySqlTlsTests(MariaDbFixture fixture) : IDisposable
         await stream.ReadExactlyAsync(payload, TestContext.Current.CancellationToken);
         return (header[3], payload);
     }
+}
+
+/// <summary><see cref="MySqlTlsTests"/> on the edge's own epoll transport.</summary>
+[Collection(MariaDbCollection.Name)]
+public sealed class MySqlTlsTestsOnEpoll(MariaDbFixture fixture) : MySqlTlsTests(fixture)
+{
+    protected override string Network => "network: { transport: epoll }";
 }

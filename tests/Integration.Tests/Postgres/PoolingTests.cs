@@ -6,14 +6,22 @@ using Npgsql;
 namespace MProxy.Integration.Tests.Postgres;
 
 /// <summary>Transaction and session pooling, pool exhaustion, disconnects mid-transaction, cancel.</summary>
-public sealed class PoolingTests(PostgresFixture postgres)
+public class PoolingTests(PostgresFixture postgres)
 {
     private PostgresServer Server => postgres.Server;
+
+    /// <summary>The edge's <c>network:</c> section (the runtime's sockets here; <see cref="PoolingTestsOnEpoll"/> runs the same tests on the epoll transport).</summary>
+    protected virtual string Network => "";
+
+    /// <summary>Appended to the names of the tables this class writes, so that it and its epoll twin never share one.</summary>
+    protected virtual string Suffix => "";
+
+    private Task<EdgeServer> StartEdgeAsync(string yaml) => EdgeServer.StartAsync(yaml + "\n" + Network);
 
     [Fact]
     public async Task TransactionMode_ManyClients_ShareFewServerConnections()
     {
-        await using var edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(Server, poolSize: 3, waitTimeoutMs: 10_000));
+        await using var edge = await StartEdgeAsync(EdgeServer.AppConfig(Server, poolSize: 3, waitTimeoutMs: 10_000));
         var clients = new List<NpgsqlConnection>();
         for (var i = 0; i < 30; i++)
             clients.Add(await edge.OpenAsync());
@@ -43,7 +51,7 @@ public sealed class PoolingTests(PostgresFixture postgres)
     [Fact]
     public async Task TransactionMode_TransactionKeepsOneServerConnection()
     {
-        await using var edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(Server, poolSize: 3));
+        await using var edge = await StartEdgeAsync(EdgeServer.AppConfig(Server, poolSize: 3));
         await using var busy1 = await edge.OpenAsync();
         await using var busy2 = await edge.OpenAsync();
         await using var connection = await edge.OpenAsync();
@@ -62,7 +70,7 @@ public sealed class PoolingTests(PostgresFixture postgres)
     [Fact]
     public async Task PoolFull_WaiterTimesOut_With53300NamingPoolSizeAndWait()
     {
-        await using var edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(Server, poolSize: 1, waitTimeoutMs: 300));
+        await using var edge = await StartEdgeAsync(EdgeServer.AppConfig(Server, poolSize: 1, waitTimeoutMs: 300));
         await using var holder = await edge.OpenAsync();
         await using var tx = await holder.BeginTransactionAsync();
         await new NpgsqlCommand("SELECT 1", holder, tx).ExecuteScalarAsync();
@@ -94,7 +102,7 @@ public sealed class PoolingTests(PostgresFixture postgres)
     public async Task PoolFull_Waiters_AreServedInArrivalOrder()
     {
         await Server.ExecuteAsync("DROP SEQUENCE IF EXISTS fifo_seq; CREATE SEQUENCE fifo_seq; GRANT ALL ON fifo_seq TO app;", PostgresServer.AppDatabase);
-        await using var edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(Server, poolSize: 1, waitTimeoutMs: 20_000));
+        await using var edge = await StartEdgeAsync(EdgeServer.AppConfig(Server, poolSize: 1, waitTimeoutMs: 20_000));
         await using var holder = await edge.OpenAsync();
         var tx = await holder.BeginTransactionAsync();
         await new NpgsqlCommand("SELECT 1", holder, tx).ExecuteScalarAsync();
@@ -121,10 +129,10 @@ public sealed class PoolingTests(PostgresFixture postgres)
     [Fact]
     public async Task ClientDisconnectsMidTransaction_TransactionRolledBack_ConnectionReusedClean()
     {
-        await Server.ExecuteAsync("CREATE TABLE IF NOT EXISTS disconnect_test (id int); GRANT ALL ON disconnect_test TO app;", PostgresServer.AppDatabase);
-        await using var edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(Server, poolSize: 1, waitTimeoutMs: 10_000));
+        await Server.ExecuteAsync($"CREATE TABLE IF NOT EXISTS disconnect_test{Suffix} (id int); GRANT ALL ON disconnect_test{Suffix} TO app;", PostgresServer.AppDatabase);
+        await using var edge = await StartEdgeAsync(EdgeServer.AppConfig(Server, poolSize: 1, waitTimeoutMs: 10_000));
         var (leaver, _) = await RawPgClient.LoginAsync(edge.Port, PostgresServer.AppUser, PostgresServer.AppDatabase, PostgresServer.Password);
-        await leaver.SendQueryAsync("BEGIN; INSERT INTO disconnect_test VALUES (42); SELECT pg_backend_pid();");
+        await leaver.SendQueryAsync($"BEGIN; INSERT INTO disconnect_test{Suffix} VALUES (42); SELECT pg_backend_pid();");
         var replies = await leaver.ReadUntilReadyAsync();
         Assert.Equal((byte)'T', replies[^1].Payload[0]); // ReadyForQuery: in a transaction
         var pid = int.Parse(System.Text.Encoding.ASCII.GetString(replies.First(m => m.Code == 'D').Payload.AsSpan(6)), System.Globalization.CultureInfo.InvariantCulture);
@@ -133,14 +141,14 @@ public sealed class PoolingTests(PostgresFixture postgres)
 
         await using var next = await edge.OpenAsync();
         Assert.Equal(pid, await new NpgsqlCommand("SELECT pg_backend_pid()", next).ExecuteScalarAsync());
-        Assert.Equal(0L, await new NpgsqlCommand("SELECT count(*) FROM disconnect_test WHERE id = 42", next).ExecuteScalarAsync());
+        Assert.Equal(0L, await new NpgsqlCommand($"SELECT count(*) FROM disconnect_test{Suffix} WHERE id = 42", next).ExecuteScalarAsync());
         Assert.Equal(0L, await new NpgsqlCommand("SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND usename = 'app'", next).ExecuteScalarAsync());
     }
 
     [Fact]
     public async Task ClientDisconnectsDuringRunningQuery_ServerConnectionDiscarded_OthersUnaffected()
     {
-        await using var edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(Server, poolSize: 2, waitTimeoutMs: 10_000));
+        await using var edge = await StartEdgeAsync(EdgeServer.AppConfig(Server, poolSize: 2, waitTimeoutMs: 10_000));
         var (leaver, _) = await RawPgClient.LoginAsync(edge.Port, PostgresServer.AppUser, PostgresServer.AppDatabase, PostgresServer.Password);
         await leaver.SendQueryAsync("SELECT pg_sleep(30) /* leaver */");
         await WaitUntilAsync(async () => (long)(await Server.ScalarAsync("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30) /* leaver */%' AND state = 'active'"))! == 1);
@@ -156,7 +164,7 @@ public sealed class PoolingTests(PostgresFixture postgres)
     [Fact]
     public async Task Cancel_RunningQuery_IsCancelledWith57014_AndConnectionStaysUsable()
     {
-        await using var edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(Server, poolSize: 2));
+        await using var edge = await StartEdgeAsync(EdgeServer.AppConfig(Server, poolSize: 2));
         await using var connection = await edge.OpenAsync();
         await using var command = new NpgsqlCommand("SELECT pg_sleep(30)", connection);
         var running = command.ExecuteScalarAsync();
@@ -173,7 +181,7 @@ public sealed class PoolingTests(PostgresFixture postgres)
     [Fact]
     public async Task Cancel_ForIdleClient_DoesNothing()
     {
-        await using var edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(Server, poolSize: 1));
+        await using var edge = await StartEdgeAsync(EdgeServer.AppConfig(Server, poolSize: 1));
         await using var idle = await edge.OpenAsync();
         await using var other = await edge.OpenAsync();
         await using var tx = await other.BeginTransactionAsync();
@@ -189,7 +197,7 @@ public sealed class PoolingTests(PostgresFixture postgres)
     [Fact]
     public async Task SessionMode_SessionStateKeptForClient_AndResetForNextClient()
     {
-        await using var edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(Server, poolMode: "session", poolSize: 1, waitTimeoutMs: 10_000));
+        await using var edge = await StartEdgeAsync(EdgeServer.AppConfig(Server, poolMode: "session", poolSize: 1, waitTimeoutMs: 10_000));
         int pid;
         await using (var first = await edge.OpenAsync())
         {
@@ -209,7 +217,7 @@ public sealed class PoolingTests(PostgresFixture postgres)
     [Fact]
     public async Task SessionMode_ClientHoldsItsServerConnection_OthersWait()
     {
-        await using var edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(Server, poolMode: "session", poolSize: 1, waitTimeoutMs: 300));
+        await using var edge = await StartEdgeAsync(EdgeServer.AppConfig(Server, poolMode: "session", poolSize: 1, waitTimeoutMs: 300));
         await using var first = await edge.OpenAsync();
         await new NpgsqlCommand("SELECT 1", first).ExecuteScalarAsync();
         await using var second = await edge.OpenAsync();
@@ -220,7 +228,7 @@ public sealed class PoolingTests(PostgresFixture postgres)
     [Fact]
     public async Task TransactionMode_TrackedParameters_FollowTheClientAcrossServerConnections()
     {
-        await using var edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(Server, poolSize: 2, waitTimeoutMs: 10_000));
+        await using var edge = await StartEdgeAsync(EdgeServer.AppConfig(Server, poolSize: 2, waitTimeoutMs: 10_000));
         await using var tokyo = await edge.OpenAsync();
         await using var other = await edge.OpenAsync();
         await new NpgsqlCommand("SET TimeZone = 'Asia/Tokyo'", tokyo).ExecuteNonQueryAsync();
@@ -241,7 +249,7 @@ public sealed class PoolingTests(PostgresFixture postgres)
     public async Task StartupOptions_SearchPath_AppliesToThisClientOnly()
     {
         await Server.ExecuteAsync("CREATE SCHEMA IF NOT EXISTS other_schema AUTHORIZATION app;", PostgresServer.AppDatabase);
-        await using var edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(Server, poolSize: 1, waitTimeoutMs: 10_000));
+        await using var edge = await StartEdgeAsync(EdgeServer.AppConfig(Server, poolSize: 1, waitTimeoutMs: 10_000));
         var builder = new NpgsqlConnectionStringBuilder(edge.ConnectionString()) { SearchPath = "other_schema" };
         await using var withPath = new NpgsqlConnection(builder.ConnectionString);
         await withPath.OpenAsync();
@@ -256,7 +264,7 @@ public sealed class PoolingTests(PostgresFixture postgres)
     [Fact]
     public async Task SessionMode_Notify_ReachesListeningClient()
     {
-        await using var edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(Server, poolMode: "session", poolSize: 2));
+        await using var edge = await StartEdgeAsync(EdgeServer.AppConfig(Server, poolMode: "session", poolSize: 2));
         await using var listener = await edge.OpenAsync();
         var received = new TaskCompletionSource<string>();
         listener.Notification += (_, e) => received.TrySetResult(e.Payload);
@@ -289,4 +297,12 @@ public sealed class PoolingTests(PostgresFixture postgres)
             await Task.Delay(10);
         }
     }
+}
+
+/// <summary><see cref="PoolingTests"/> on the edge's own epoll transport.</summary>
+public sealed class PoolingTestsOnEpoll(PostgresFixture postgres) : PoolingTests(postgres)
+{
+    protected override string Network => "network: { transport: epoll }";
+
+    protected override string Suffix => "_epoll";
 }

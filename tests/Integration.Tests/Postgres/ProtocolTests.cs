@@ -6,15 +6,21 @@ using Npgsql;
 namespace MProxy.Integration.Tests.Postgres;
 
 /// <summary>Startup, authentication, malformed input and limits, spoken at the byte level.</summary>
-public sealed class ProtocolTests(PostgresFixture postgres) : IAsyncLifetime
+public class ProtocolTests(PostgresFixture postgres) : IAsyncLifetime
 {
     private EdgeServer _edge = null!;
+
+    /// <summary>The edge's <c>network:</c> section (the runtime's sockets here; <see cref="ProtocolTestsOnEpoll"/> runs the same tests on the epoll transport).</summary>
+    protected virtual string Network => "";
+
+    /// <summary>Appended to the names of the tables this class writes, so that it and its epoll twin never share one.</summary>
+    protected virtual string Suffix => "";
 
     public async ValueTask InitializeAsync() => _edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(postgres.Server, poolSize: 2, extra: """
         clients:
           maxConnections: 50
           maxMessageBytes: 65536
-        """));
+        """ + "\n" + Network));
 
     public async ValueTask DisposeAsync() => await _edge.DisposeAsync();
 
@@ -139,10 +145,10 @@ public sealed class ProtocolTests(PostgresFixture postgres) : IAsyncLifetime
     [Fact]
     public async Task CopyData_SplitAcrossPackets_ArrivesIntact()
     {
-        await postgres.Server.ExecuteAsync("CREATE TABLE IF NOT EXISTS copy_split (line text); GRANT ALL ON copy_split TO app; TRUNCATE copy_split;", PostgresServer.AppDatabase);
+        await postgres.Server.ExecuteAsync($"CREATE TABLE IF NOT EXISTS copy_split{Suffix} (line text); GRANT ALL ON copy_split{Suffix} TO app; TRUNCATE copy_split{Suffix};", PostgresServer.AppDatabase);
         var (client, _) = await RawPgClient.LoginAsync(_edge.Port, PostgresServer.AppUser, PostgresServer.AppDatabase, PostgresServer.Password);
         await using var _ = client;
-        await client.SendQueryAsync("COPY copy_split FROM STDIN");
+        await client.SendQueryAsync($"COPY copy_split{Suffix} FROM STDIN");
         Assert.Equal('G', (await client.ReadAsync())!.Value.Code);
         var lines = string.Concat(Enumerable.Range(0, 2000).Select(i => $"line {i} {new string('x', 20)}\n"));
         var copyData = RawPgClient.Message('d', Encoding.UTF8.GetBytes(lines));
@@ -155,7 +161,7 @@ public sealed class ProtocolTests(PostgresFixture postgres) : IAsyncLifetime
         await client.SendAsync(RawPgClient.Message('c', []));
         var replies = await client.ReadUntilReadyAsync();
         Assert.Contains(replies, m => m.Code == 'C' && m.Text.StartsWith("COPY 2000", StringComparison.Ordinal));
-        Assert.Equal(2000L, await postgres.Server.ScalarAsync("SELECT count(*) FROM copy_split", PostgresServer.AppDatabase));
+        Assert.Equal(2000L, await postgres.Server.ScalarAsync($"SELECT count(*) FROM copy_split{Suffix}", PostgresServer.AppDatabase));
     }
 
     [Fact]
@@ -185,4 +191,12 @@ public sealed class ProtocolTests(PostgresFixture postgres) : IAsyncLifetime
         await PoolingTests.WaitUntilAsync(() => edge.Get<MProxy.Edge.Sessions.ClientRegistry>().Count < 2);
         await using var c = await edge.OpenAsync();
     }
+}
+
+/// <summary><see cref="ProtocolTests"/> on the edge's own epoll transport.</summary>
+public sealed class ProtocolTestsOnEpoll(PostgresFixture postgres) : ProtocolTests(postgres)
+{
+    protected override string Network => "network: { transport: epoll }";
+
+    protected override string Suffix => "_epoll";
 }

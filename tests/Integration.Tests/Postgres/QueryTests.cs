@@ -5,11 +5,17 @@ using NpgsqlTypes;
 namespace MProxy.Integration.Tests.Postgres;
 
 /// <summary>Simple and extended query protocol, COPY and transactions through the edge, with Npgsql.</summary>
-public sealed class QueryTests(PostgresFixture postgres) : IAsyncLifetime
+public class QueryTests(PostgresFixture postgres) : IAsyncLifetime
 {
     private EdgeServer _edge = null!;
 
-    public async ValueTask InitializeAsync() => _edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(postgres.Server, poolSize: 4));
+    /// <summary>The edge's <c>network:</c> section (the runtime's sockets here; <see cref="QueryTestsOnEpoll"/> runs the same tests on the epoll transport).</summary>
+    protected virtual string Network => "";
+
+    /// <summary>Appended to the names of the tables this class writes, so that it and its epoll twin never share one.</summary>
+    protected virtual string Suffix => "";
+
+    public async ValueTask InitializeAsync() => _edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(postgres.Server, poolSize: 4, extra: Network));
 
     public async ValueTask DisposeAsync() => await _edge.DisposeAsync();
 
@@ -79,19 +85,19 @@ public sealed class QueryTests(PostgresFixture postgres) : IAsyncLifetime
     [Fact]
     public async Task Transaction_RolledBack_LeavesNoRows_Committed_Persists()
     {
-        await postgres.Server.ExecuteAsync("CREATE TABLE IF NOT EXISTS tx_test (id int primary key, v text); GRANT ALL ON tx_test TO app;", PostgresServer.AppDatabase);
+        await postgres.Server.ExecuteAsync($"CREATE TABLE IF NOT EXISTS tx_test{Suffix} (id int primary key, v text); GRANT ALL ON tx_test{Suffix} TO app;", PostgresServer.AppDatabase);
         await using var connection = await _edge.OpenAsync();
         await using (var tx = await connection.BeginTransactionAsync())
         {
-            await new NpgsqlCommand("INSERT INTO tx_test VALUES (1, 'rolled back')", connection, tx).ExecuteNonQueryAsync();
+            await new NpgsqlCommand($"INSERT INTO tx_test{Suffix} VALUES (1, 'rolled back')", connection, tx).ExecuteNonQueryAsync();
             await tx.RollbackAsync();
         }
         await using (var tx = await connection.BeginTransactionAsync())
         {
-            await new NpgsqlCommand("INSERT INTO tx_test VALUES (2, 'committed')", connection, tx).ExecuteNonQueryAsync();
+            await new NpgsqlCommand($"INSERT INTO tx_test{Suffix} VALUES (2, 'committed')", connection, tx).ExecuteNonQueryAsync();
             await tx.CommitAsync();
         }
-        var ids = await postgres.Server.ScalarAsync("SELECT string_agg(id::text, ',' ORDER BY id) FROM tx_test WHERE id IN (1, 2)", PostgresServer.AppDatabase);
+        var ids = await postgres.Server.ScalarAsync($"SELECT string_agg(id::text, ',' ORDER BY id) FROM tx_test{Suffix} WHERE id IN (1, 2)", PostgresServer.AppDatabase);
         Assert.Equal("2", ids);
     }
 
@@ -111,9 +117,9 @@ public sealed class QueryTests(PostgresFixture postgres) : IAsyncLifetime
     [Fact]
     public async Task CopyIn_AndCopyOut_TransferAllRows()
     {
-        await postgres.Server.ExecuteAsync("CREATE TABLE IF NOT EXISTS copy_test (id int, name text); GRANT ALL ON copy_test TO app; TRUNCATE copy_test;", PostgresServer.AppDatabase);
+        await postgres.Server.ExecuteAsync($"CREATE TABLE IF NOT EXISTS copy_test{Suffix} (id int, name text); GRANT ALL ON copy_test{Suffix} TO app; TRUNCATE copy_test{Suffix};", PostgresServer.AppDatabase);
         await using var connection = await _edge.OpenAsync();
-        await using (var importer = await connection.BeginBinaryImportAsync("COPY copy_test (id, name) FROM STDIN (FORMAT BINARY)"))
+        await using (var importer = await connection.BeginBinaryImportAsync($"COPY copy_test{Suffix} (id, name) FROM STDIN (FORMAT BINARY)"))
         {
             for (var i = 0; i < 5000; i++)
             {
@@ -123,7 +129,7 @@ public sealed class QueryTests(PostgresFixture postgres) : IAsyncLifetime
             }
             Assert.Equal(5000UL, await importer.CompleteAsync());
         }
-        using (var exporter = await connection.BeginTextExportAsync("COPY (SELECT id, name FROM copy_test ORDER BY id) TO STDOUT"))
+        using (var exporter = await connection.BeginTextExportAsync($"COPY (SELECT id, name FROM copy_test{Suffix} ORDER BY id) TO STDOUT"))
         {
             var lines = 0;
             while (await exporter.ReadLineAsync() is { } line)
@@ -139,9 +145,9 @@ public sealed class QueryTests(PostgresFixture postgres) : IAsyncLifetime
     [Fact]
     public async Task CopyIn_FailedByClient_ReportsErrorAndConnectionStaysUsable()
     {
-        await postgres.Server.ExecuteAsync("CREATE TABLE IF NOT EXISTS copy_fail (id int); GRANT ALL ON copy_fail TO app;", PostgresServer.AppDatabase);
+        await postgres.Server.ExecuteAsync($"CREATE TABLE IF NOT EXISTS copy_fail{Suffix} (id int); GRANT ALL ON copy_fail{Suffix} TO app;", PostgresServer.AppDatabase);
         await using var connection = await _edge.OpenAsync();
-        var writer = await connection.BeginTextImportAsync("COPY copy_fail FROM STDIN");
+        var writer = await connection.BeginTextImportAsync($"COPY copy_fail{Suffix} FROM STDIN");
         await writer.WriteLineAsync("not a number");
         await Assert.ThrowsAnyAsync<Exception>(async () => await writer.DisposeAsync());
         Assert.Equal(1, await new NpgsqlCommand("SELECT 1", connection).ExecuteScalarAsync());
@@ -172,4 +178,12 @@ public sealed class QueryTests(PostgresFixture postgres) : IAsyncLifetime
         await new NpgsqlCommand("DO $$ BEGIN RAISE NOTICE 'hello from the server'; END $$", connection).ExecuteNonQueryAsync();
         Assert.Contains("hello from the server", notices);
     }
+}
+
+/// <summary><see cref="QueryTests"/> on the edge's own epoll transport.</summary>
+public sealed class QueryTestsOnEpoll(PostgresFixture postgres) : QueryTests(postgres)
+{
+    protected override string Network => "network: { transport: epoll }";
+
+    protected override string Suffix => "_epoll";
 }

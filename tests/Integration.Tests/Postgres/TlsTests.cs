@@ -7,7 +7,7 @@ using Npgsql;
 namespace MProxy.Integration.Tests.Postgres;
 
 /// <summary>TLS between clients and the edge (the <c>tls:</c> section), with Npgsql, psql and a raw client.</summary>
-public sealed class TlsTests(PostgresFixture postgres) : IDisposable
+public class TlsTests(PostgresFixture postgres) : IDisposable
 {
     private const int SslRequestCode = 80877103;
 
@@ -25,9 +25,16 @@ public sealed class TlsTests(PostgresFixture postgres) : IDisposable
         databases:
           - name: {PostgresServer.AppDatabase}
             primary: 127.0.0.1:{postgres.Server.Port}
-        """ + "\n" + _certificate.Yaml(mode);
+        """ + "\n" + _certificate.Yaml(mode) + "\n" + Network;
 
-    public void Dispose() => _certificate.Dispose();
+    /// <summary>The edge's <c>network:</c> section (the runtime's sockets here; <see cref="TlsTestsOnEpoll"/> runs the same tests on the epoll transport).</summary>
+    protected virtual string Network => "";
+
+    public void Dispose()
+    {
+        _certificate.Dispose();
+        GC.SuppressFinalize(this);
+    }
 
     /// <summary>Npgsql with sslmode=require, recording the certificate the edge presented.</summary>
     private static NpgsqlDataSource TlsSource(EdgeServer edge, Action<X509Certificate?> seen, string database = PostgresServer.AppDatabase, string user = PostgresServer.AppUser, string password = PostgresServer.Password) =>
@@ -183,4 +190,10 @@ public sealed class TlsTests(PostgresFixture postgres) : IDisposable
         // The connection made before the reload keeps its session.
         Assert.Equal(3, await new NpgsqlCommand("SELECT 3", before).ExecuteScalarAsync());
     }
+}
+
+/// <summary><see cref="TlsTests"/> on the edge's own epoll transport: TLS runs over its pipes.</summary>
+public sealed class TlsTestsOnEpoll(PostgresFixture postgres) : TlsTests(postgres)
+{
+    protected override string Network => "network: { transport: epoll }";
 }

@@ -1,0 +1,120 @@
+using System.Net;
+using System.Net.Sockets;
+using System.IO.Pipelines;
+using System.Runtime.InteropServices;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Http.Features;
+
+namespace MProxy.Edge.Networking.Epoll;
+
+/// <summary>
+/// A TCP connection owned by an <see cref="EpollLoop"/>: its pipes call <c>recv</c> and <c>send</c>
+/// on the non-blocking socket themselves and wait for the loop only when the kernel has nothing to
+/// read or no room to write. A read that drained the socket (fewer bytes than asked for) waits for
+/// the next edge without trying again, so a read costs one <c>recv</c>, as in PgBouncer. Same
+/// contract as <see cref="DirectSocketConnection"/>: one reader, one writer at a time,
+/// <see cref="PipeReader.CancelPendingRead"/> ends a pending read, a flush completes when the
+/// kernel has every byte, <see cref="Abort"/> shuts the socket down under whoever uses it.
+/// </summary>
+/// <remarks>
+/// The socket is never used through the runtime's async socket API, which would register it with
+/// the runtime's own epoll thread as well: it is accepted (by the listener) or connected (blocking,
+/// see <see cref="EpollNetworkConnector"/>) before it is handed over.
+/// </remarks>
+internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
+{
+    private readonly Socket _socket;
+    private readonly EpollLoop _loop;
+    private readonly CancellationTokenSource _closed = new(); // never disposed: ConnectionClosed may be read after disposal
+    private readonly GCHandle _handle;
+    private readonly EpollPipeReader _reader;
+    private readonly EpollPipeWriter _writer;
+    private int _disposed;
+
+    public EpollConnection(Socket socket, EpollLoop loop, EndPoint? remote = null)
+    {
+        _socket = socket;
+        _loop = loop;
+        socket.Blocking = false;
+        Fd = (int)socket.Handle;
+        _reader = new EpollPipeReader(this);
+        _writer = new EpollPipeWriter(this);
+        LocalEndPoint = Unmapped(socket.LocalEndPoint);
+        RemoteEndPoint = Unmapped(remote ?? socket.RemoteEndPoint);
+        ConnectionClosed = _closed.Token;
+        _handle = GCHandle.Alloc(this, GCHandleType.Normal);
+        loop.Register(Fd, GCHandle.ToIntPtr(_handle));
+    }
+
+    internal int Fd { get; }
+
+    public PipeReader Input => _reader;
+
+    public PipeWriter Output => _writer;
+
+    public override IDuplexPipe Transport { get => this; set => throw new NotSupportedException("the transport of an epoll connection is fixed"); }
+
+    public override string ConnectionId { get; set; } = Guid.NewGuid().ToString("n");
+
+    public override IFeatureCollection Features { get; } = new FeatureCollection();
+
+    public override IDictionary<object, object?> Items { get; set; } = new Dictionary<object, object?>();
+
+    public override EndPoint? LocalEndPoint { get; set; }
+
+    public override EndPoint? RemoteEndPoint { get; set; }
+
+    /// <summary>The loop saw readiness (or an error or hang-up) on the socket.</summary>
+    internal void OnEvents(uint events)
+    {
+        if ((events & (EpollNative.EpollIn | EpollNative.EpollRdHup | EpollNative.EpollHup | EpollNative.EpollErr)) != 0)
+            _reader.OnReadable();
+        if ((events & (EpollNative.EpollOut | EpollNative.EpollHup | EpollNative.EpollErr)) != 0)
+            _writer.OnWritable();
+    }
+
+    internal void OnLoopFault(Exception e) => Abort(new ConnectionAbortedException("an inline continuation failed", e));
+
+    public override void Abort(ConnectionAbortedException abortReason)
+    {
+        // Shut the socket down: the loop then sees a hang-up, a waiting read ends (end of stream)
+        // and a waiting flush fails, on whichever thread uses them.
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // already closed
+        }
+        try
+        {
+            _closed.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    public override ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return ValueTask.CompletedTask;
+        Abort(new ConnectionAbortedException("disposed"));
+        _loop.Close(this);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>On the loop's thread, after the events that may name this connection: releases waiters, closes the socket.</summary>
+    internal unsafe void CloseOnLoop(int epoll)
+    {
+        _reader.OnClosed();
+        _writer.OnClosed();
+        EpollNative.epoll_ctl(epoll, EpollNative.EpollCtlDel, Fd, null);
+        _socket.Dispose();
+        _handle.Free();
+    }
+
+    private static EndPoint? Unmapped(EndPoint? endpoint) =>
+        endpoint is IPEndPoint { Address.IsIPv4MappedToIPv6: true } mapped ? new IPEndPoint(mapped.Address.MapToIPv4(), mapped.Port) : endpoint;
+}

@@ -1,0 +1,77 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
+using MProxy.Edge.Configuration;
+
+namespace MProxy.Edge.Networking.Epoll;
+
+/// <summary>
+/// The edge's own transport for database connections (<c>network.transport: epoll</c>): a fixed
+/// set of <see cref="EpollLoop"/> threads, connections spread over them in turn. Linux only.
+/// </summary>
+internal sealed class EpollTransport : IDisposable
+{
+    private readonly EpollLoop[] _loops;
+    private int _next;
+
+    public EpollTransport(int loops)
+    {
+        if (!EpollNative.IsSupported)
+            throw new PlatformNotSupportedException("the epoll transport needs Linux on x86-64 or arm64");
+        _loops = new EpollLoop[Math.Max(1, loops)];
+        for (var i = 0; i < _loops.Length; i++)
+            _loops[i] = new EpollLoop($"mproxy epoll {i}");
+    }
+
+    public int Loops => _loops.Length;
+
+    /// <summary>Stops the loops (when the host stops, after the pools closed their connections).</summary>
+    public void Dispose()
+    {
+        foreach (var loop in _loops)
+            loop.Dispose();
+    }
+
+    /// <summary>Hands an accepted or connected socket (never used asynchronously) to the next loop.</summary>
+    public EpollConnection Adopt(Socket socket, EndPoint? remote = null)
+    {
+        var loop = _loops[(int)((uint)Interlocked.Increment(ref _next) % (uint)_loops.Length)];
+        return new EpollConnection(socket, loop, remote);
+    }
+}
+
+/// <summary>
+/// Outbound connections on the epoll transport. The connect itself is a blocking call on a
+/// thread-pool thread (bounded by the caller's token, which closes the socket): the runtime's async
+/// connect would register the socket with the runtime's epoll thread too, which then wakes for every
+/// packet. Server connections are opened rarely (pool growth), so the blocked thread is brief.
+/// </summary>
+internal sealed class EpollNetworkConnector(EpollTransport transport) : INetworkConnector
+{
+    public async ValueTask<ConnectionContext> ConnectAsync(HostPort endpoint, CancellationToken cancellationToken)
+    {
+        var addresses = IPAddress.TryParse(endpoint.Host, out var literal)
+            ? [literal]
+            : await Dns.GetHostAddressesAsync(endpoint.Host, cancellationToken);
+        Exception? last = null;
+        foreach (var address in addresses)
+        {
+            var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            var target = new IPEndPoint(address, endpoint.Port);
+            try
+            {
+                using (cancellationToken.UnsafeRegister(static s => ((Socket)s!).Dispose(), socket))
+                    await Task.Run(() => socket.Connect(target), CancellationToken.None);
+                cancellationToken.ThrowIfCancellationRequested();
+                return transport.Adopt(socket, target);
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException)
+            {
+                socket.Dispose();
+                cancellationToken.ThrowIfCancellationRequested();
+                last = e;
+            }
+        }
+        throw last as SocketException ?? new SocketException((int)SocketError.HostNotFound);
+    }
+}
