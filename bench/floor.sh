@@ -2,16 +2,16 @@
 # Where mproxy's CPU per transaction stands between PgBouncer and the floor of its own platform.
 #
 # Starts a throwaway PostgreSQL, PgBouncer (transaction mode), mproxy (transaction mode, same pool)
-# and bench/RelayFloor twice — the least a .NET proxy can do: copy bytes between a client and its own
-# server connection, nothing else; once on the edge's socket stack and runtime settings
-# (relay-floor), once on its own single-threaded epoll loop calling recv/send directly
-# (relay-floor-epoll, PgBouncer's shape in C#) — and
-# runs short pgbench rounds through each, interleaved, after a warm-up long enough for .NET's tiered
-# compilation to finish. Prints, per proxy, the median user and system CPU per transaction (from
-# /proc/PID/stat), voluntary + involuntary context switches per transaction and TPS.
+# on each of its transports (the runtime's sockets, and --transport epoll), and bench/RelayFloor
+# twice — the least a .NET proxy can do: copy bytes between a client and its own server connection,
+# nothing else; once on the edge's socket stack and runtime settings (relay-floor), once on its own
+# single-threaded epoll loop calling recv/send directly (relay-floor-epoll, PgBouncer's shape in
+# C#) — and runs short pgbench rounds through each, interleaved, after a warm-up long enough for
+# .NET's tiered compilation to finish. Prints, per proxy, the median user and system CPU per
+# transaction (from /proc/PID/stat), voluntary + involuntary context switches per transaction and TPS.
 #
-# The relay has no pool: its server sees every client, so its TPS is not comparable (its CPU per
-# transaction is). What they show: how much of mproxy's cost the runtime's socket path takes before
+# The relays have no pool: their server sees every client, so their TPS is not comparable (their CPU
+# per transaction is). What they show: how much of mproxy's cost the runtime's socket path takes before
 # any proxy logic runs, and how much of that a transport of its own could save.
 #
 # Usage: bench/floor.sh [pgbench args]      default: -S (select-only)
@@ -32,7 +32,7 @@ bin=$(pg_bindir)
 work=$(mktemp -d /tmp/mproxy-floor.XXXXXX)
 chmod 755 "$work"
 [ "$(id -u)" -eq 0 ] && chown postgres "$work"
-pg_port=$(free_port); bouncer_port=$(free_port); mproxy_port=$(free_port); relay_port=$(free_port); epoll_port=$(free_port)
+pg_port=$(free_port); bouncer_port=$(free_port); mproxy_port=$(free_port); mproxy_epoll_port=$(free_port); relay_port=$(free_port); epoll_port=$(free_port)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -69,12 +69,16 @@ dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.1:$mpro
   --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" --pool-size "$POOL" --pool-mode transaction \
   --log-level Warning > "$work/mproxy.log" 2>&1 &
 pids+=("$!")
+dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.1:$mproxy_epoll_port" \
+  --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" --pool-size "$POOL" --pool-mode transaction \
+  --transport epoll --log-level Warning > "$work/mproxy-epoll.log" 2>&1 &
+pids+=("$!")
 dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" "$relay_port" 127.0.0.1 "$pg_port" > "$work/relay.log" 2>&1 &
 pids+=("$!")
 dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" --epoll "$epoll_port" 127.0.0.1 "$pg_port" > "$work/relay-epoll.log" 2>&1 &
 pids+=("$!")
-names=(PgBouncer mproxy relay-floor relay-floor-epoll)
-ports=("$bouncer_port" "$mproxy_port" "$relay_port" "$epoll_port")
+names=(PgBouncer mproxy "mproxy --transport epoll" relay-floor relay-floor-epoll)
+ports=("$bouncer_port" "$mproxy_port" "$mproxy_epoll_port" "$relay_port" "$epoll_port")
 for port in "${ports[@]}"; do
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
 done
@@ -100,7 +104,7 @@ for ((r = 0; r < ROUNDS; r++)); do
     rows[$i]+="$(round "${pids[$i]}" "${ports[$i]}")"$'\n'
   done
 done
-python3 - "${names[@]}" "${rows[0]}" "${rows[1]}" "${rows[2]}" "${rows[3]}" <<'PY'
+python3 - "${names[@]}" "${rows[0]}" "${rows[1]}" "${rows[2]}" "${rows[3]}" "${rows[4]}" <<'PY'
 import statistics, sys
 n = (len(sys.argv) - 1) // 2
 names, texts = sys.argv[1:1 + n], sys.argv[1 + n:]

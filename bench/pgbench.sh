@@ -12,9 +12,10 @@
 #        (tiered compilation), which is start-up cost, not per-query cost. Under this load the JIT
 #        thread still took a tenth of the edge's user time 40-60 s after start (and none a minute
 #        later), hence 40 s.
-#        CANDIDATE_DLL=path/to/mproxy.dll and/or CANDIDATE_ENV="NAME=value ..." add a second mproxy
-#        (another build, or the same build with other runtime settings), measured in the same rounds
-#        and printed as its own columns: the A/B comparison this noisy box allows.
+#        CANDIDATE_DLL=path/to/mproxy.dll, CANDIDATE_ENV="NAME=value ..." and/or CANDIDATE_ARGS="--option
+#        value ..." add a second mproxy (another build, or the same build with other runtime settings or
+#        options, e.g. CANDIDATE_ARGS="--transport epoll"), measured in the same rounds and printed as
+#        its own columns: the A/B comparison this noisy box allows.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/lib.sh
@@ -35,8 +36,8 @@ work=$(mktemp -d /tmp/mproxy-bench.XXXXXX)
 chmod 755 "$work"
 [ "$(id -u)" -eq 0 ] && chown postgres "$work"
 pg_port=$(free_port); bouncer_port=$(free_port); mproxy_port=$(free_port); candidate_port=$(free_port)
-CANDIDATE_DLL=${CANDIDATE_DLL:-}; CANDIDATE_ENV=${CANDIDATE_ENV:-}
-candidate=""; [ -n "$CANDIDATE_DLL$CANDIDATE_ENV" ] && candidate=1
+CANDIDATE_DLL=${CANDIDATE_DLL:-}; CANDIDATE_ENV=${CANDIDATE_ENV:-}; CANDIDATE_ARGS=${CANDIDATE_ARGS:-}
+candidate=""; [ -n "$CANDIDATE_DLL$CANDIDATE_ENV$CANDIDATE_ARGS" ] && candidate=1
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -77,13 +78,13 @@ bouncer_pid=$(cat "$work/pgbouncer.pid")
 pids+=("$mproxy_pid" "$bouncer_pid")
 ports=("$bouncer_port" "$mproxy_port")
 if [ -n "$candidate" ]; then
-  # shellcheck disable=SC2086 # CANDIDATE_ENV is a list of NAME=value words
+  # shellcheck disable=SC2086 # CANDIDATE_ENV and CANDIDATE_ARGS are lists of words
   env $CANDIDATE_ENV dotnet "${CANDIDATE_DLL:-$root/src/Edge/bin/Release/net10.0/mproxy.dll}" --listen "127.0.0.1:$candidate_port" \
     --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" --pool-size "$POOL" --pool-mode transaction \
-    --log-level Warning > "$work/candidate.log" 2>&1 &
+    --log-level Warning $CANDIDATE_ARGS > "$work/candidate.log" 2>&1 &
   candidate_pid=$!
   pids+=("$candidate_pid"); ports+=("$candidate_port")
-  echo "==> candidate mproxy on $candidate_port: ${CANDIDATE_DLL:-same build} ${CANDIDATE_ENV}" >&2
+  echo "==> candidate mproxy on $candidate_port: ${CANDIDATE_DLL:-same build} ${CANDIDATE_ENV} ${CANDIDATE_ARGS}" >&2
 fi
 for port in "${ports[@]}"; do
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done

@@ -86,7 +86,7 @@ internal sealed class DirectSocketConnection : ConnectionContext, IDuplexPipe
     }
 
     /// <summary>A dual-mode socket's IPv4 peers as plain IPv4 (<c>127.0.0.1:5432</c>, not <c>[::ffff:127.0.0.1]:5432</c>) for logs and the console.</summary>
-    private static EndPoint? Unmapped(EndPoint? endpoint) =>
+    internal static EndPoint? Unmapped(EndPoint? endpoint) =>
         endpoint is IPEndPoint { Address.IsIPv4MappedToIPv6: true } mapped ? new IPEndPoint(mapped.Address.MapToIPv4(), mapped.Port) : endpoint;
 
     private void Cancel()

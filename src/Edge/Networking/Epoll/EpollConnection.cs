@@ -39,8 +39,8 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
         Fd = (int)socket.Handle;
         _reader = new EpollPipeReader(this);
         _writer = new EpollPipeWriter(this);
-        LocalEndPoint = Unmapped(socket.LocalEndPoint);
-        RemoteEndPoint = Unmapped(remote ?? socket.RemoteEndPoint);
+        LocalEndPoint = DirectSocketConnection.Unmapped(socket.LocalEndPoint);
+        RemoteEndPoint = DirectSocketConnection.Unmapped(remote ?? socket.RemoteEndPoint);
         ConnectionClosed = _closed.Token;
         _handle = GCHandle.Alloc(this, GCHandleType.Normal);
         loop.Register(Fd, GCHandle.ToIntPtr(_handle));
@@ -114,7 +114,4 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
         _socket.Dispose();
         _handle.Free();
     }
-
-    private static EndPoint? Unmapped(EndPoint? endpoint) =>
-        endpoint is IPEndPoint { Address.IsIPv4MappedToIPv6: true } mapped ? new IPEndPoint(mapped.Address.MapToIPv4(), mapped.Port) : endpoint;
 }
