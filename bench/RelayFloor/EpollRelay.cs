@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using MProxy.Edge.Networking.Epoll;
 
 namespace MProxy.Bench.RelayFloor;
 
@@ -9,51 +10,18 @@ namespace MProxy.Bench.RelayFloor;
 /// epoll and <c>recv</c>/<c>send</c> called directly on the descriptors — the shape of PgBouncer's
 /// event loop, written in C#. Sockets are accepted and connected with blocking .NET calls (never an
 /// async one, so the runtime never registers them with its own epoll) and then owned by the loop.
-/// Linux x86-64 only; a measurement tool, not a transport.
+/// The system calls are the edge's own (<see cref="EpollNative"/>); the rest is independent of the
+/// edge. Linux only; a measurement tool, not a transport.
 /// </summary>
-internal static class EpollRelay
+internal static unsafe class EpollRelay
 {
-    private const int EpollCtlAdd = 1;
-    private const uint EpollIn = 0x001;
-    private const int Eagain = 11;
-    private const int Eintr = 4;
-    private const int FGetFl = 3;
-    private const int FSetFl = 4;
-    private const int ONonBlock = 0x800;
-    private const int MsgNoSignal = 0x4000;
-
-    [StructLayout(LayoutKind.Sequential, Pack = 1)]
-    private struct EpollEvent
-    {
-        public uint Events;
-        public ulong Data;
-    }
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern int epoll_create1(int flags);
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern int epoll_ctl(int epfd, int op, int fd, ref EpollEvent ev);
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern unsafe int epoll_wait(int epfd, EpollEvent* events, int maxEvents, int timeout);
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern unsafe nint recv(int fd, byte* buffer, nint length, int flags);
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern unsafe nint send(int fd, byte* buffer, nint length, int flags);
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern int fcntl(int fd, int cmd, int arg);
-
     private static readonly object Gate = new();
     private static readonly Dictionary<int, (Socket Self, int Peer)> Pairs = [];
     private static int _epoll;
 
     public static void Run(int listenPort, EndPoint server)
     {
-        _epoll = epoll_create1(0);
+        _epoll = EpollNative.epoll_create1(0);
         if (_epoll < 0)
             throw new InvalidOperationException("epoll_create1 failed: " + Marshal.GetLastPInvokeError());
         var loop = new Thread(Loop) { IsBackground = true, Name = "epoll relay" };
@@ -85,45 +53,47 @@ internal static class EpollRelay
                 Pairs[a] = (client, b);
                 Pairs[b] = (upstream, a);
             }
-            Register(a);
-            Register(b);
+            Register(client, a);
+            Register(upstream, b);
         }
     }
 
-    private static void Register(int fd)
+    /// <summary>Level-triggered readability: every event is one recv.</summary>
+    private static void Register(Socket socket, int fd)
     {
-        fcntl(fd, FSetFl, fcntl(fd, FGetFl, 0) | ONonBlock);
-        var ev = new EpollEvent { Events = EpollIn, Data = (ulong)fd };
-        if (epoll_ctl(_epoll, EpollCtlAdd, fd, ref ev) != 0)
+        socket.Blocking = false;
+        var ev = stackalloc byte[16];
+        EpollNative.SetEvent(ev, EpollNative.EpollIn, (ulong)fd);
+        if (EpollNative.epoll_ctl(_epoll, EpollNative.EpollCtlAdd, fd, ev) != 0)
             throw new InvalidOperationException("epoll_ctl failed: " + Marshal.GetLastPInvokeError());
     }
 
-    private static unsafe void Loop()
+    private static void Loop()
     {
-        var events = stackalloc EpollEvent[256];
+        var events = stackalloc byte[256 * 16];
         var buffer = new byte[16 * 1024];
         fixed (byte* data = buffer)
         {
             while (true)
             {
-                var n = epoll_wait(_epoll, events, 256, -1);
+                var n = EpollNative.epoll_wait(_epoll, events, 256, -1);
                 if (n < 0)
                 {
-                    if (Marshal.GetLastPInvokeError() == Eintr)
+                    if (Marshal.GetLastPInvokeError() == EpollNative.Eintr)
                         continue;
                     throw new InvalidOperationException("epoll_wait failed: " + Marshal.GetLastPInvokeError());
                 }
                 for (var i = 0; i < n; i++)
                 {
-                    var fd = (int)events[i].Data;
+                    var fd = (int)EpollNative.GetEvent(events, i).Data;
                     (Socket Self, int Peer) pair;
                     lock (Gate)
                     {
                         if (!Pairs.TryGetValue(fd, out pair))
                             continue;
                     }
-                    var read = recv(fd, data, buffer.Length, 0);
-                    if (read < 0 && Marshal.GetLastPInvokeError() == Eagain)
+                    var read = EpollNative.recv(fd, data, buffer.Length, 0);
+                    if (read < 0 && Marshal.GetLastPInvokeError() == EpollNative.Eagain)
                         continue;
                     if (read <= 0 || !SendAll(pair.Peer, data, read))
                         Close(fd);
@@ -133,14 +103,14 @@ internal static class EpollRelay
     }
 
     /// <summary>Sends everything; a full socket buffer (never seen with these small messages) is waited out.</summary>
-    private static unsafe bool SendAll(int fd, byte* data, nint length)
+    private static bool SendAll(int fd, byte* data, nint length)
     {
         while (length > 0)
         {
-            var sent = send(fd, data, length, MsgNoSignal);
+            var sent = EpollNative.send(fd, data, length, EpollNative.MsgNoSignal);
             if (sent < 0)
             {
-                if (Marshal.GetLastPInvokeError() != Eagain)
+                if (Marshal.GetLastPInvokeError() != EpollNative.Eagain)
                     return false;
                 Thread.Yield();
                 continue;
