@@ -88,7 +88,7 @@ public enum NetworkTransport
 }
 
 /// <summary><c>network:</c> — how database connections (clients' and servers') are read and written.</summary>
-/// <param name="Transport"><c>sockets</c> (default: the runtime's socket engine) or <c>epoll</c> (the edge's own PgBouncer-style event loop: less CPU per round trip; Linux only).</param>
+/// <param name="Transport"><c>sockets</c> (default: the runtime's socket engine) or <c>epoll</c> (experimental: the edge's own PgBouncer-style event loop; Linux only; see README).</param>
 /// <param name="EpollLoops">Event-loop threads of the epoll transport; connections are spread over them in turn.</param>
 public sealed record NetworkConfig(NetworkTransport Transport = NetworkTransport.Sockets, int EpollLoops = 1);
 
