@@ -67,7 +67,7 @@ dotnet build "$root/src/Edge/MProxy.Edge.csproj" -c Release -v quiet -nologo >/d
 dotnet build "$root/bench/RelayFloor/MProxy.Bench.RelayFloor.csproj" -c Release -v quiet -nologo >/dev/null
 dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.1:$mproxy_port" \
   --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" --pool-size "$POOL" --pool-mode transaction \
-  --log-level Warning > "$work/mproxy.log" 2>&1 &
+  --transport sockets --log-level Warning > "$work/mproxy.log" 2>&1 &
 pids+=("$!")
 dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.1:$mproxy_epoll_port" \
   --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" --pool-size "$POOL" --pool-mode transaction \
@@ -77,7 +77,7 @@ dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" "$relay_port
 pids+=("$!")
 dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" --epoll "$epoll_port" 127.0.0.1 "$pg_port" > "$work/relay-epoll.log" 2>&1 &
 pids+=("$!")
-names=(PgBouncer mproxy "mproxy --transport epoll" relay-floor relay-floor-epoll)
+names=(PgBouncer "mproxy --transport sockets" "mproxy --transport epoll" relay-floor relay-floor-epoll)
 ports=("$bouncer_port" "$mproxy_port" "$mproxy_epoll_port" "$relay_port" "$epoll_port")
 for port in "${ports[@]}"; do
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
