@@ -27,7 +27,7 @@ bin=$(pg_bindir)
 work=$(mktemp -d /tmp/mproxy-ab.XXXXXX)
 chmod 755 "$work"
 [ "$(id -u)" -eq 0 ] && chown postgres "$work"
-pg_port=$(free_port); a_port=$(free_port); b_port=$(free_port)
+read -r pg_port a_port b_port < <(free_ports 3)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -32,7 +32,7 @@ bin=$(pg_bindir)
 work=$(mktemp -d /tmp/mproxy-floor.XXXXXX)
 chmod 755 "$work"
 [ "$(id -u)" -eq 0 ] && chown postgres "$work"
-pg_port=$(free_port); bouncer_port=$(free_port); mproxy_port=$(free_port); mproxy_epoll_port=$(free_port); relay_port=$(free_port); epoll_port=$(free_port)
+read -r pg_port bouncer_port mproxy_port mproxy_epoll_port relay_port epoll_port < <(free_ports 6)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -42,26 +42,7 @@ cleanup() {
 trap cleanup EXIT
 
 start_bench_postgres "$work" "$pg_port" "$SCALE"
-cat > "$work/pgbouncer.ini" <<INI
-[databases]
-bench = host=127.0.0.1 port=$pg_port dbname=bench
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $bouncer_port
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $work/userlist.txt
-pool_mode = transaction
-default_pool_size = $POOL
-max_client_conn = 2000
-logfile = $work/pgbouncer.log
-pidfile = $work/pgbouncer.pid
-INI
-echo '"bench" "bench"' > "$work/userlist.txt"
-[ "$(id -u)" -eq 0 ] && chown postgres "$work"/pgbouncer.ini "$work"/userlist.txt
-as_postgres pgbouncer -d "$work/pgbouncer.ini"
-for _ in $(seq 1 50); do [ -s "$work/pgbouncer.pid" ] && break; sleep 0.1; done
-pids+=("$(cat "$work/pgbouncer.pid")")
+pids+=("$(start_bench_pgbouncer "$work" "$pg_port" "$bouncer_port" "$POOL")")
 
 dotnet build "$root/src/Edge/MProxy.Edge.csproj" -c Release -v quiet -nologo >/dev/null
 dotnet build "$root/bench/RelayFloor/MProxy.Bench.RelayFloor.csproj" -c Release -v quiet -nologo >/dev/null

@@ -64,7 +64,7 @@ bin=$(pg_bindir)
 work=$(mktemp -d /tmp/mproxy-noisy.XXXXXX)
 chmod 755 "$work"
 [ "$(id -u)" -eq 0 ] && chown postgres "$work"
-pg_port=$(free_port); bouncer_port=$(free_port); mproxy_port=$(free_port); noqos_port=$(free_port)
+read -r pg_port bouncer_port mproxy_port noqos_port < <(free_ports 4)
 pids=()
 cleanup() {
   for p in $(jobs -p); do kill "$p" 2>/dev/null || true; done

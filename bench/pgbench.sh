@@ -35,7 +35,7 @@ bin=$(pg_bindir)
 work=$(mktemp -d /tmp/mproxy-bench.XXXXXX)
 chmod 755 "$work"
 [ "$(id -u)" -eq 0 ] && chown postgres "$work"
-pg_port=$(free_port); bouncer_port=$(free_port); mproxy_port=$(free_port); candidate_port=$(free_port)
+read -r pg_port bouncer_port mproxy_port candidate_port < <(free_ports 4)
 CANDIDATE_DLL=${CANDIDATE_DLL:-}; CANDIDATE_ENV=${CANDIDATE_ENV:-}; CANDIDATE_ARGS=${CANDIDATE_ARGS:-}
 candidate=""; [ -n "$CANDIDATE_DLL$CANDIDATE_ENV$CANDIDATE_ARGS" ] && candidate=1
 pids=()
@@ -50,31 +50,13 @@ echo "==> PostgreSQL on $pg_port, PgBouncer on $bouncer_port, mproxy on $mproxy_
 start_bench_postgres "$work" "$pg_port" "$SCALE"
 
 # PgBouncer: transaction pooling, same pool size, SCRAM to the server.
-cat > "$work/pgbouncer.ini" <<INI
-[databases]
-bench = host=127.0.0.1 port=$pg_port dbname=bench
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $bouncer_port
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $work/userlist.txt
-pool_mode = transaction
-default_pool_size = $POOL
-max_client_conn = 2000
-logfile = $work/pgbouncer.log
-pidfile = $work/pgbouncer.pid
-INI
-echo '"bench" "bench"' > "$work/userlist.txt"
-[ "$(id -u)" -eq 0 ] && chown postgres "$work"/pgbouncer.ini "$work"/userlist.txt
-as_postgres pgbouncer -d "$work/pgbouncer.ini"
+bouncer_pid=$(start_bench_pgbouncer "$work" "$pg_port" "$bouncer_port" "$POOL")
 
 dotnet build "$root/src/Edge/MProxy.Edge.csproj" -c Release -v quiet -nologo >/dev/null
 dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.1:$mproxy_port" \
   --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" --pool-size "$POOL" --pool-mode transaction \
   --log-level Warning > "$work/mproxy.log" 2>&1 &
 mproxy_pid=$!
-bouncer_pid=$(cat "$work/pgbouncer.pid")
 pids+=("$mproxy_pid" "$bouncer_pid")
 ports=("$bouncer_port" "$mproxy_port")
 if [ -n "$candidate" ]; then

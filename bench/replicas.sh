@@ -133,7 +133,7 @@ commits() { as_postgres "$bin/psql" -h "$1" -p "$2" -U postgres -d bench -Atq -c
 
 select_table=""
 if [[ " ${parts[*]} " == *" select "* ]]; then
-  p_port=$(free_port); r_port=$(free_port); solo_port=$(free_port); split_port=$(free_port)
+  read -r p_port r_port solo_port split_port < <(free_ports 4)
   echo "==> (a) primary on $p_port, replica on $r_port; mproxy primary-only on $solo_port, with replica on $split_port (pool $POOL, $CLIENTS clients, ${DURATION}s x $ROUNDS rounds)" >&2
   new_primary "$work/p" "$p_port"
   pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$p_port" -U bench bench >/dev/null 2>&1
@@ -191,7 +191,7 @@ failover_table=""
 if [[ " ${parts[*]} " == *" failover "* ]]; then
   stop_to=(); promote_to=(); promote_took=(); errors_total=0; lost=0
   for ((r = 1; r <= FAILOVERS; r++)); do
-    p_port=$(free_port); r_port=$(free_port); e_port=$(free_port)
+    read -r p_port r_port e_port < <(free_ports 3)
     dir="$work/f$r"
     echo "==> (b) failover round $r: primary on $p_port, replica on $r_port, mproxy on $e_port" >&2
     new_primary "$dir/p" "$p_port"

@@ -30,7 +30,7 @@ tests=("$@")
 
 work=$(mktemp -d /tmp/mproxy-sysbench.XXXXXX)
 chmod 755 "$work"
-db_port=$(free_port); mysql_port=$(free_port); pg_port=$(free_port); relay_port=$(free_port); floor_port=$(free_port); epoll_port=$(free_port)
+read -r db_port mysql_port pg_port relay_port floor_port epoll_port < <(free_ports 6)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

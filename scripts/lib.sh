@@ -44,6 +44,20 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.clos
 PY
 }
 
+# N distinct free loopback ports on one line (free_port called N times may hand out one port twice:
+# each probe socket is closed before the next is bound).
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+PY
+}
+
 # A throwaway PostgreSQL for the pgbench benchmarks: cluster in DIR/data listening on 127.0.0.1:PORT,
 # role and database "bench" (password bench, exported as PGPASSWORD), initialized by pgbench at SCALE.
 start_bench_postgres() {
@@ -61,4 +75,31 @@ CONF
   as_postgres "$bin/psql" -h "$dir" -p "$port" -U postgres -q -c "CREATE ROLE bench LOGIN PASSWORD 'bench'" -c "CREATE DATABASE bench OWNER bench"
   export PGPASSWORD=bench
   pgbench -i -q -s "$scale" -h 127.0.0.1 -p "$port" -U bench bench >/dev/null 2>&1
+}
+
+# PgBouncer for the pgbench benchmarks, in front of start_bench_postgres's server: transaction
+# pooling, POOL server connections, SCRAM for user "bench", config and logs in DIR; listens on PORT.
+# Prints its pid once it runs.
+start_bench_pgbouncer() {
+  local dir=$1 pg_port=$2 port=$3 pool=$4
+  cat > "$dir/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$pg_port dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $dir/userlist.txt
+pool_mode = transaction
+default_pool_size = $pool
+max_client_conn = 2000
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+INI
+  echo '"bench" "bench"' > "$dir/userlist.txt"
+  [ "$(id -u)" -eq 0 ] && chown postgres "$dir"/pgbouncer.ini "$dir"/userlist.txt
+  as_postgres pgbouncer -d "$dir/pgbouncer.ini"
+  for _ in $(seq 1 50); do [ -s "$dir/pgbouncer.pid" ] && break; sleep 0.1; done
+  cat "$dir/pgbouncer.pid"
 }
