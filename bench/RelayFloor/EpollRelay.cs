@@ -26,10 +26,7 @@ internal static unsafe class EpollRelay
             throw new InvalidOperationException("epoll_create1 failed: " + Marshal.GetLastPInvokeError());
         var loop = new Thread(Loop) { IsBackground = true, Name = "epoll relay" };
         loop.Start();
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, listenPort));
-        listener.Listen(1024);
+        using var listener = Listen(listenPort);
         Console.WriteLine($"relay-floor --epoll: 127.0.0.1:{listenPort} -> {server}");
         while (true)
         {
@@ -56,6 +53,16 @@ internal static unsafe class EpollRelay
             Register(client, a);
             Register(upstream, b);
         }
+    }
+
+    /// <summary>A listening socket on the loopback port (both relays).</summary>
+    public static Socket Listen(int port)
+    {
+        var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, port));
+        listener.Listen(1024);
+        return listener;
     }
 
     /// <summary>Level-triggered readability: every event is one recv.</summary>

@@ -30,10 +30,7 @@ if (epoll)
     EpollRelay.Run(listenPort, server);
     return 0;
 }
-using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
-listener.Bind(new IPEndPoint(IPAddress.Loopback, listenPort));
-listener.Listen(1024);
+using var listener = EpollRelay.Listen(listenPort);
 Console.WriteLine($"relay-floor: 127.0.0.1:{listenPort} -> {args[1]}:{serverPort}");
 while (true)
 {
