@@ -23,18 +23,8 @@ pgbench_args=("$@")
 ROUNDS=${ROUNDS:-10}; SECONDS_PER_ROUND=${SECONDS_PER_ROUND:-5}; CLIENTS=${CLIENTS:-50}; POOL=${POOL:-20}
 SCALE=${SCALE:-10}; WARMUP=${WARMUP:-40}; A_ENV=${A_ENV:-}; B_ENV=${B_ENV:-}; A_ARGS=${A_ARGS:-}; B_ARGS=${B_ARGS:-}
 
-bin=$(pg_bindir)
-work=$(mktemp -d /tmp/mproxy-ab.XXXXXX)
-chmod 755 "$work"
-[ "$(id -u)" -eq 0 ] && chown postgres "$work"
+bench_workdir mproxy-ab
 read -r pg_port a_port b_port < <(free_ports 3)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  as_postgres "$bin/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 start_bench_postgres "$work" "$pg_port" "$SCALE"
 

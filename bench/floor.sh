@@ -28,18 +28,8 @@ pgbench_args=("$@")
 ROUNDS=${ROUNDS:-8}; SECONDS_PER_ROUND=${SECONDS_PER_ROUND:-8}; CLIENTS=${CLIENTS:-50}; POOL=${POOL:-20}
 SCALE=${SCALE:-10}; WARMUP=${WARMUP:-40}
 
-bin=$(pg_bindir)
-work=$(mktemp -d /tmp/mproxy-floor.XXXXXX)
-chmod 755 "$work"
-[ "$(id -u)" -eq 0 ] && chown postgres "$work"
+bench_workdir mproxy-floor
 read -r pg_port bouncer_port mproxy_port mproxy_epoll_port relay_port epoll_port < <(free_ports 6)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  as_postgres "$bin/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 start_bench_postgres "$work" "$pg_port" "$SCALE"
 pids+=("$(start_bench_pgbouncer "$work" "$pg_port" "$bouncer_port" "$POOL")")

@@ -31,20 +31,10 @@ WARMUP=${WARMUP:-40}
 rows=("$@")
 [ ${#rows[@]} -gt 0 ] || rows=(select50 tpcb50 select250)
 
-bin=$(pg_bindir)
-work=$(mktemp -d /tmp/mproxy-bench.XXXXXX)
-chmod 755 "$work"
-[ "$(id -u)" -eq 0 ] && chown postgres "$work"
+bench_workdir mproxy-bench
 read -r pg_port bouncer_port mproxy_port candidate_port < <(free_ports 4)
 CANDIDATE_DLL=${CANDIDATE_DLL:-}; CANDIDATE_ENV=${CANDIDATE_ENV:-}; CANDIDATE_ARGS=${CANDIDATE_ARGS:-}
 candidate=""; [ -n "$CANDIDATE_DLL$CANDIDATE_ENV$CANDIDATE_ARGS" ] && candidate=1
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  as_postgres "$bin/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 echo "==> PostgreSQL on $pg_port, PgBouncer on $bouncer_port, mproxy on $mproxy_port (pool $POOL, ${DURATION}s x $ROUNDS rounds)" >&2
 start_bench_postgres "$work" "$pg_port" "$SCALE"

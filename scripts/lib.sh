@@ -103,3 +103,21 @@ INI
   for _ in $(seq 1 50); do [ -s "$dir/pgbouncer.pid" ] && break; sleep 0.1; done
   cat "$dir/pgbouncer.pid"
 }
+
+# A benchmark's throwaway directory (readable by postgres) in $work, PostgreSQL's binaries in $bin,
+# and an EXIT trap that kills every pid the script adds to $pids, stops the PostgreSQL started in
+# $work and removes it. PREFIX names the directory: /tmp/PREFIX.XXXXXX.
+bench_workdir() {
+  bin=$(pg_bindir)
+  work=$(mktemp -d "/tmp/$1.XXXXXX")
+  chmod 755 "$work"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres "$work"; fi
+  pids=()
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  as_postgres "$bin/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}

@@ -1,9 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using System.Net;
 using System.Net.Sockets;
-using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Http.Features;
 
 namespace MProxy.Edge.Networking;
 
@@ -22,81 +19,29 @@ namespace MProxy.Edge.Networking;
 /// receive (no data is lost: a cancelled receive has read nothing), and a flush completes when the
 /// kernel has the bytes.
 /// </remarks>
-internal sealed class DirectSocketConnection : ConnectionContext, IDuplexPipe
+internal sealed class DirectSocketConnection : SocketConnection
 {
     private const int MinimumReadSize = 4096;
     private const int MinimumWriteSize = 4096;
 
-    private readonly Socket _socket;
     private readonly NetworkStream _stream;
-    private readonly CancellationTokenSource _closed = new(); // never disposed: ConnectionClosed may be read after disposal
-    private int _disposed;
 
     public DirectSocketConnection(Socket socket)
+        : base(socket)
     {
-        _socket = socket;
         _stream = new NetworkStream(socket, ownsSocket: true);
         Input = PipeReader.Create(_stream, new StreamPipeReaderOptions(MemoryPool<byte>.Shared, bufferSize: 16 * 1024, minimumReadSize: MinimumReadSize, leaveOpen: true));
         Output = PipeWriter.Create(_stream, new StreamPipeWriterOptions(MemoryPool<byte>.Shared, minimumBufferSize: MinimumWriteSize, leaveOpen: true));
-        LocalEndPoint = Unmapped(socket.LocalEndPoint);
-        RemoteEndPoint = Unmapped(socket.RemoteEndPoint);
-        ConnectionClosed = _closed.Token;
     }
 
-    public PipeReader Input { get; }
+    public override PipeReader Input { get; }
 
-    public PipeWriter Output { get; }
+    public override PipeWriter Output { get; }
 
-    public override IDuplexPipe Transport { get => this; set => throw new NotSupportedException("the transport of a direct socket connection is fixed"); }
-
-    public override string ConnectionId { get; set; } = Guid.NewGuid().ToString("n");
-
-    public override IFeatureCollection Features { get; } = new FeatureCollection();
-
-    public override IDictionary<object, object?> Items { get; set; } = new Dictionary<object, object?>();
-
-    public override EndPoint? LocalEndPoint { get; set; }
-
-    public override EndPoint? RemoteEndPoint { get; set; }
-
-    public override void Abort(ConnectionAbortedException abortReason)
-    {
-        // Shut the socket down: a pending receive ends (the pump sees the end of the stream) and a
-        // pending send fails, on whichever thread is using them.
-        try
-        {
-            _socket.Shutdown(SocketShutdown.Both);
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
-        {
-            // already closed
-        }
-        Cancel();
-    }
-
-    public override async ValueTask DisposeAsync()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
-            return;
-        // The pipes are not completed here: the pump may be inside a read, and completing a reader
-        // under it would return its buffer to the pool mid-receive. Closing the socket ends that
-        // read with an error; the buffers are left to the collector.
-        Abort(new ConnectionAbortedException("disposed"));
-        await _stream.DisposeAsync();
-    }
-
-    /// <summary>A dual-mode socket's IPv4 peers as plain IPv4 (<c>127.0.0.1:5432</c>, not <c>[::ffff:127.0.0.1]:5432</c>) for logs and the console.</summary>
-    internal static EndPoint? Unmapped(EndPoint? endpoint) =>
-        endpoint is IPEndPoint { Address.IsIPv4MappedToIPv6: true } mapped ? new IPEndPoint(mapped.Address.MapToIPv4(), mapped.Port) : endpoint;
-
-    private void Cancel()
-    {
-        try
-        {
-            _closed.Cancel();
-        }
-        catch (ObjectDisposedException)
-        {
-        }
-    }
+    /// <remarks>
+    /// The pipes are not completed here: the pump may be inside a read, and completing a reader
+    /// under it would return its buffer to the pool mid-receive. Closing the socket ends that read
+    /// with an error; the buffers are left to the collector.
+    /// </remarks>
+    protected override ValueTask CloseAsync() => _stream.DisposeAsync();
 }

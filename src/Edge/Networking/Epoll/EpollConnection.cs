@@ -3,7 +3,6 @@ using System.Net.Sockets;
 using System.IO.Pipelines;
 using System.Runtime.InteropServices;
 using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Http.Features;
 
 namespace MProxy.Edge.Networking.Epoll;
 
@@ -14,55 +13,37 @@ namespace MProxy.Edge.Networking.Epoll;
 /// the next edge without trying again, so a read costs one <c>recv</c>, as in PgBouncer. Same
 /// contract as <see cref="DirectSocketConnection"/>: one reader, one writer at a time,
 /// <see cref="PipeReader.CancelPendingRead"/> ends a pending read, a flush completes when the
-/// kernel has every byte, <see cref="Abort"/> shuts the socket down under whoever uses it.
+/// kernel has every byte, <see cref="SocketConnection.Abort"/> shuts the socket down under whoever uses it.
 /// </summary>
 /// <remarks>
 /// The socket is never used through the runtime's async socket API, which would register it with
 /// the runtime's own epoll thread as well: it is accepted (by the listener) or connected (blocking,
 /// see <see cref="EpollNetworkConnector"/>) before it is handed over.
 /// </remarks>
-internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
+internal sealed class EpollConnection : SocketConnection
 {
-    private readonly Socket _socket;
     private readonly EpollLoop _loop;
-    private readonly CancellationTokenSource _closed = new(); // never disposed: ConnectionClosed may be read after disposal
     private readonly GCHandle _handle;
     private readonly EpollPipeReader _reader;
     private readonly EpollPipeWriter _writer;
-    private int _disposed;
 
     public EpollConnection(Socket socket, EpollLoop loop, EndPoint? remote = null)
+        : base(socket, remote)
     {
-        _socket = socket;
         _loop = loop;
         socket.Blocking = false;
         Fd = (int)socket.Handle;
         _reader = new EpollPipeReader(this);
         _writer = new EpollPipeWriter(this);
-        LocalEndPoint = DirectSocketConnection.Unmapped(socket.LocalEndPoint);
-        RemoteEndPoint = DirectSocketConnection.Unmapped(remote ?? socket.RemoteEndPoint);
-        ConnectionClosed = _closed.Token;
         _handle = GCHandle.Alloc(this, GCHandleType.Normal);
         loop.Register(Fd, GCHandle.ToIntPtr(_handle));
     }
 
     internal int Fd { get; }
 
-    public PipeReader Input => _reader;
+    public override PipeReader Input => _reader;
 
-    public PipeWriter Output => _writer;
-
-    public override IDuplexPipe Transport { get => this; set => throw new NotSupportedException("the transport of an epoll connection is fixed"); }
-
-    public override string ConnectionId { get; set; } = Guid.NewGuid().ToString("n");
-
-    public override IFeatureCollection Features { get; } = new FeatureCollection();
-
-    public override IDictionary<object, object?> Items { get; set; } = new Dictionary<object, object?>();
-
-    public override EndPoint? LocalEndPoint { get; set; }
-
-    public override EndPoint? RemoteEndPoint { get; set; }
+    public override PipeWriter Output => _writer;
 
     /// <summary>The loop saw readiness (or an error or hang-up) on the socket.</summary>
     internal void OnEvents(uint events)
@@ -75,32 +56,9 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
 
     internal void OnLoopFault(Exception e) => Abort(new ConnectionAbortedException("an inline continuation failed", e));
 
-    public override void Abort(ConnectionAbortedException abortReason)
+    /// <remarks>The loop closes it after the batch of events that may still name it (a shut-down socket reports a hang-up first).</remarks>
+    protected override ValueTask CloseAsync()
     {
-        // Shut the socket down: the loop then sees a hang-up, a waiting read ends (end of stream)
-        // and a waiting flush fails, on whichever thread uses them.
-        try
-        {
-            _socket.Shutdown(SocketShutdown.Both);
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
-        {
-            // already closed
-        }
-        try
-        {
-            _closed.Cancel();
-        }
-        catch (ObjectDisposedException)
-        {
-        }
-    }
-
-    public override ValueTask DisposeAsync()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
-            return ValueTask.CompletedTask;
-        Abort(new ConnectionAbortedException("disposed"));
         _loop.Close(this);
         return ValueTask.CompletedTask;
     }
@@ -111,7 +69,7 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
         _reader.OnClosed();
         _writer.OnClosed();
         EpollNative.epoll_ctl(epoll, EpollNative.EpollCtlDel, Fd, null);
-        _socket.Dispose();
+        Socket.Dispose();
         _handle.Free();
     }
 }
