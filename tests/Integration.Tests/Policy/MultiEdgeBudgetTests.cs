@@ -15,11 +15,24 @@ namespace MProxy.Integration.Tests.Policy;
 /// The three edges are three complete edge hosts (each its own listener, pools, QoS gate and policy
 /// client with its own HTTP/2 connection to the silo) in this test process, so that each one's
 /// admitted RU can be read exactly.
+/// <para>
+/// The test measures that the edges spend the whole budget (±10 %), which holds only while their
+/// clients can: a <c>SELECT 1</c> is charged 0.5 RU per millisecond of latency, so on a machine
+/// saturated by the rest of the suite a stalled query costs more than an edge's debt bound (the
+/// excess is forgiven, not booked) while its bucket, full, drops the refill nobody takes — CI saw
+/// 0.86× that way, one edge's exchanges timing out at the same moment. So it runs alone (after the
+/// parallel tests), with four clients per edge over a pool of two (admitted clients queue for a
+/// connection holding their admission, so the bucket is drained continuously) and a burst that
+/// rides out a half-second stall.
+/// </para>
 /// </remarks>
+[Collection(Name)]
 public sealed class MultiEdgeBudgetTests(PostgresFixture postgres)
 {
+    public const string Name = "multi-edge budget (runs alone)";
+
     private const double Budget = 90;      // RU/s for the tenant, over all edges
-    private const double Burst = 20;
+    private const double Burst = 45;
     private const int LeasePeriodMs = 3000;
 
     private static CancellationToken Token => TestContext.Current.CancellationToken;
@@ -50,7 +63,7 @@ public sealed class MultiEdgeBudgetTests(PostgresFixture postgres)
             for (var i = 1; i <= 3; i++)
                 edges.Add(await EdgeServer.StartAsync(EdgeConfig(silo.EdgeApi, $"edge-{i}")));
             foreach (var edge in edges)
-                for (var c = 0; c < 2; c++)
+                for (var c = 0; c < 4; c++)
                     load.Add(RunClientAsync(edge, stop.Token));
 
             // 1. All three lease from the silo; the admitted RU over 20 s is the budget (±10%).
@@ -163,3 +176,7 @@ public sealed class MultiEdgeBudgetTests(PostgresFixture postgres)
         }
     }
 }
+
+/// <summary>Runs <see cref="MultiEdgeBudgetTests"/> after every parallel collection, alone in the assembly.</summary>
+[CollectionDefinition(MultiEdgeBudgetTests.Name, DisableParallelization = true)]
+public sealed class MultiEdgeBudgetCollection;
