@@ -16,8 +16,8 @@ namespace MProxy.Integration.Tests.Observability;
 internal sealed class ObservedEdge : IAsyncDisposable
 {
     /// <summary>
-    /// The observability tests run one class at a time: a SIGHUP reaches every edge of the process
-    /// that was started from a file, and the trace tests listen to every edge's spans.
+    /// The observability tests run one class at a time: the trace tests listen to every edge's
+    /// spans. (The SIGHUP test, which signals every edge of the process, runs alone: <see cref="RunsAlone"/>.)
     /// </summary>
     public const string Collection = "Observability";
 

@@ -20,17 +20,15 @@ namespace MProxy.Integration.Tests.Policy;
 /// clients can: a <c>SELECT 1</c> is charged 0.5 RU per millisecond of latency, so on a machine
 /// saturated by the rest of the suite a stalled query costs more than an edge's debt bound (the
 /// excess is forgiven, not booked) while its bucket, full, drops the refill nobody takes — CI saw
-/// 0.86× that way, one edge's exchanges timing out at the same moment. So it runs alone (after the
-/// parallel tests), with four clients per edge over a pool of two (admitted clients queue for a
-/// connection holding their admission, so the bucket is drained continuously) and a burst that
-/// rides out a half-second stall.
+/// 0.86× that way, one edge's exchanges timing out at the same moment. So it runs alone
+/// (<see cref="RunsAlone"/>), with four clients per edge over a pool of two (admitted clients queue
+/// for a connection holding their admission, so the bucket is drained continuously) and a burst
+/// that rides out a half-second stall.
 /// </para>
 /// </remarks>
-[Collection(Name)]
+[Collection(RunsAlone.Name)]
 public sealed class MultiEdgeBudgetTests(PostgresFixture postgres)
 {
-    public const string Name = "multi-edge budget (runs alone)";
-
     private const double Budget = 90;      // RU/s for the tenant, over all edges
     private const double Burst = 45;
     private const int LeasePeriodMs = 3000;
@@ -177,6 +175,3 @@ public sealed class MultiEdgeBudgetTests(PostgresFixture postgres)
     }
 }
 
-/// <summary>Runs <see cref="MultiEdgeBudgetTests"/> after every parallel collection, alone in the assembly.</summary>
-[CollectionDefinition(MultiEdgeBudgetTests.Name, DisableParallelization = true)]
-public sealed class MultiEdgeBudgetCollection;
