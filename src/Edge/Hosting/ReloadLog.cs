@@ -22,4 +22,10 @@ internal static partial class ReloadLog
 
     [LoggerMessage(4045, LogLevel.Error, "Applying a reloaded configuration ({Trigger}) failed part-way")]
     public static partial void ApplyFailed(ILogger logger, string trigger, Exception exception);
+
+    [LoggerMessage(4046, LogLevel.Information, "SIGHUP received: reloading {Path}")]
+    public static partial void HangupReceived(ILogger logger, string path);
+
+    [LoggerMessage(4047, LogLevel.Information, "SIGHUP was ignored in this process (started under nohup?); mproxy handles it now: SIGHUP reloads the configuration and does not end the process")]
+    public static partial void HangupWasIgnored(ILogger logger);
 }

@@ -207,9 +207,12 @@ internal sealed class ReloadTriggers(ConfigReloader reloader, ConfigStore config
         var path = Path.GetFullPath(file);
         if (!OperatingSystem.IsWindows())
         {
+            if (HangupSignal.UnignoreIfIgnored())
+                ReloadLog.HangupWasIgnored(log);
             _hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
             {
                 context.Cancel = true; // the default action would end the process
+                ReloadLog.HangupReceived(log, path);
                 reloader.Reload("SIGHUP");
             });
         }
