@@ -28,21 +28,28 @@ internal static partial class HangupSignal
         return true;
     }
 
-    /// <summary>Whether SIGHUP is ignored, from the <c>SigIgn</c> mask of /proc/self/status.</summary>
-    internal static bool IsIgnored()
+    /// <summary>Whether this process ignores SIGHUP, from the <c>SigIgn</c> mask of /proc/self/status.</summary>
+    private static bool IsIgnored()
     {
         try
         {
-            foreach (var line in File.ReadLines("/proc/self/status"))
-            {
-                if (!line.StartsWith("SigIgn:", StringComparison.Ordinal))
-                    continue;
-                return ulong.TryParse(line.AsSpan("SigIgn:".Length).Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var mask)
-                    && (mask & (1UL << (Sighup - 1))) != 0;
-            }
+            return IsIgnoredIn(File.ReadLines("/proc/self/status"));
         }
         catch (IOException)
         {
+            return false;
+        }
+    }
+
+    /// <summary>Whether the <c>SigIgn</c> line of a /proc status file has SIGHUP's bit set.</summary>
+    internal static bool IsIgnoredIn(IEnumerable<string> statusLines)
+    {
+        foreach (var line in statusLines)
+        {
+            if (!line.StartsWith("SigIgn:", StringComparison.Ordinal))
+                continue;
+            return ulong.TryParse(line.AsSpan("SigIgn:".Length).Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var mask)
+                && (mask & (1UL << (Sighup - 1))) != 0;
         }
         return false;
     }
