@@ -131,6 +131,29 @@ public abstract class SocketTransportContract : IAsyncLifetime
     }
 
     [Fact]
+    public async Task PeerSendsAndClosesAtOnce_TheDataThenTheEnd()
+    {
+        // The data and the FIN are both in the socket before the first read: on an edge-triggered
+        // loop they are one edge, and a short read must not be taken for "drained until the next
+        // edge" (no edge follows a FIN) — a server that sent its last words and closed would
+        // otherwise never be seen closed. (Found by the failover tests on the epoll transport.)
+        await _peer.SendAsync("FATAL"u8.ToArray(), SocketFlags.None, Token);
+        _peer.Shutdown(SocketShutdown.Send);
+        await Task.Delay(200, Token);
+
+        var data = await Input.ReadAsync(Token).AsTask().WaitAsync(Patience, Token);
+        Assert.Equal("FATAL", Encoding.ASCII.GetString(data.Buffer.ToArray()));
+        var sawEnd = data.IsCompleted;
+        Input.AdvanceTo(data.Buffer.End);
+        if (!sawEnd)
+        {
+            var end = await Input.ReadAsync(Token).AsTask().WaitAsync(Patience, Token);
+            Assert.True(end.IsCompleted);
+            Assert.True(end.Buffer.IsEmpty);
+        }
+    }
+
+    [Fact]
     public async Task Abort_EndsAPendingReadAndSignalsConnectionClosed()
     {
         var pending = Input.ReadAsync(Token).AsTask();

@@ -8,10 +8,13 @@ using Npgsql;
 namespace MProxy.Integration.Tests.Routing;
 
 /// <summary>Reads to the replica, writes to the primary, read-your-writes, ejection and failover — through the edge.</summary>
-public sealed class RoutingTests : IAsyncLifetime
+public class RoutingTests : IAsyncLifetime
 {
     private readonly PrimaryReplicaPair _pair = new();
     private EdgeServer _edge = null!;
+
+    /// <summary>The edge's <c>network:</c> section (the default transport here; <see cref="RoutingTestsOnEpoll"/> runs the same tests on the epoll transport).</summary>
+    protected virtual string Network => "";
 
     public async ValueTask InitializeAsync()
     {
@@ -40,6 +43,7 @@ public sealed class RoutingTests : IAsyncLifetime
                     cooldownMaxMs: 1000
                   maxReplicaLagMs: 0
                   failoverWaitMs: 60000
+            {Network}
             """);
         await WaitForTopologyAsync(t => t.ReadReplicas.Length == 1 && t.HasUsablePrimary, "the replica qualifies");
     }
@@ -181,4 +185,10 @@ public sealed class RoutingTests : IAsyncLifetime
         Assert.Equal(_pair.Replica.Port, port);
         Assert.Equal("after", await _pair.Replica.ScalarAsync("SELECT v FROM items WHERE id = 501", PostgresServer.AppDatabase));
     }
+}
+
+/// <summary><see cref="RoutingTests"/> on the epoll transport: failover is where a transport's handling of closed and refused connections shows.</summary>
+public sealed class RoutingTestsOnEpoll : RoutingTests
+{
+    protected override string Network => "network: { transport: epoll }";
 }

@@ -49,7 +49,7 @@ internal sealed class EpollConnection : SocketConnection
     internal void OnEvents(uint events)
     {
         if ((events & (EpollNative.EpollIn | EpollNative.EpollRdHup | EpollNative.EpollHup | EpollNative.EpollErr)) != 0)
-            _reader.OnReadable();
+            _reader.OnReadable(hangup: (events & (EpollNative.EpollRdHup | EpollNative.EpollHup | EpollNative.EpollErr)) != 0);
         if ((events & (EpollNative.EpollOut | EpollNative.EpollHup | EpollNative.EpollErr)) != 0)
             _writer.OnWritable();
     }

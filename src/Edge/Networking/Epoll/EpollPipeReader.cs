@@ -22,6 +22,7 @@ internal sealed class EpollPipeReader(EpollConnection connection) : PipeReader, 
     private int _end;                   // end of the received bytes
     private bool _examinedAll;          // the reader looked at everything: the next read needs new bytes
     private bool _mayHaveData = true;   // no recv since the last edge drained the socket
+    private bool _hangup;               // the peer shut down (or the socket failed): no edge will follow, recv until the end
     private bool _eof;
     private Exception? _error;
     private bool _cancelRequested;
@@ -119,7 +120,9 @@ internal sealed class EpollPipeReader(EpollConnection connection) : PipeReader, 
         {
             _end += (int)received;
             _examinedAll = false;
-            _mayHaveData = received == room; // fewer bytes than room: the socket is drained until the next edge
+            // Fewer bytes than room: the socket is drained until the next edge — unless the peer has
+            // shut down: its FIN may have come with this data in one edge, and no edge follows it.
+            _mayHaveData = received == room || _hangup;
             return true;
         }
         if (received == 0)
@@ -139,8 +142,11 @@ internal sealed class EpollPipeReader(EpollConnection connection) : PipeReader, 
         return true;
     }
 
-    /// <summary>The loop saw an edge: wake the waiting read if there is now something to answer.</summary>
-    internal void OnReadable()
+    /// <summary>
+    /// The loop saw an edge (<paramref name="hangup"/>: the peer shut down its side, or the socket
+    /// failed): wake the waiting read if there is now something to answer.
+    /// </summary>
+    internal void OnReadable(bool hangup)
     {
         ReadResult result = default;
         Exception? failure = null;
@@ -148,6 +154,7 @@ internal sealed class EpollPipeReader(EpollConnection connection) : PipeReader, 
         lock (_gate)
         {
             _mayHaveData = true;
+            _hangup |= hangup;
             if (!_waiting || _completed)
                 return;
             try
