@@ -96,26 +96,8 @@ scan_ms=$(PGPASSWORD=bench psql -h 127.0.0.1 -p "$pg_port" -U bench -d bench -At
 echo "==> one full scan without parallel workers: ${scan_ms:-?} ms" >&2
 
 # PgBouncer: transaction pooling; the server user is forced to `bench`, so both tenants share one pool.
-cat > "$work/pgbouncer.ini" <<INI
-[databases]
-bench = host=127.0.0.1 port=$pg_port dbname=bench user=bench password=bench
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $bouncer_port
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $work/userlist.txt
-pool_mode = transaction
-default_pool_size = $POOL
-max_client_conn = 2000
-logfile = $work/pgbouncer.log
-pidfile = $work/pgbouncer.pid
-INI
-printf '"tenant_a" "tenant_a"\n"tenant_b" "tenant_b"\n' > "$work/userlist.txt"
-[ "$(id -u)" -eq 0 ] && chown postgres "$work"/pgbouncer.ini "$work"/userlist.txt
-as_postgres pgbouncer -d "$work/pgbouncer.ini"
-for _ in $(seq 1 50); do [ -s "$work/pgbouncer.pid" ] && break; sleep 0.1; done
-pids+=("$(cat "$work/pgbouncer.pid")")
+pids+=("$(start_bench_pgbouncer "$work" "$pg_port" "$bouncer_port" "$POOL" "user=bench password=bench" \
+  $'"tenant_a" "tenant_a"\n"tenant_b" "tenant_b"')")
 
 # mproxy: same pool size, one server user, tenants by user name.
 write_mproxy_config() { # file port with-qos

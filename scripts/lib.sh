@@ -77,14 +77,16 @@ CONF
   pgbench -i -q -s "$scale" -h 127.0.0.1 -p "$port" -U bench bench >/dev/null 2>&1
 }
 
-# PgBouncer for the pgbench benchmarks, in front of start_bench_postgres's server: transaction
-# pooling, POOL server connections, SCRAM for user "bench", config and logs in DIR; listens on PORT.
+# PgBouncer for the benchmarks, in front of start_bench_postgres's server: transaction pooling, POOL
+# server connections, config and logs in DIR; listens on PORT. SERVER_LOGIN (optional) is added to
+# the database line (e.g. "user=bench password=bench" to force one server user); USERS (optional)
+# is the auth file, one '"name" "password"' per line (default: user "bench"), checked with SCRAM.
 # Prints its pid once it runs.
 start_bench_pgbouncer() {
-  local dir=$1 pg_port=$2 port=$3 pool=$4
+  local dir=$1 pg_port=$2 port=$3 pool=$4 server_login=${5:-} users=${6:-'"bench" "bench"'}
   cat > "$dir/pgbouncer.ini" <<INI
 [databases]
-bench = host=127.0.0.1 port=$pg_port dbname=bench
+bench = host=127.0.0.1 port=$pg_port dbname=bench${server_login:+ $server_login}
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $port
@@ -97,7 +99,7 @@ max_client_conn = 2000
 logfile = $dir/pgbouncer.log
 pidfile = $dir/pgbouncer.pid
 INI
-  echo '"bench" "bench"' > "$dir/userlist.txt"
+  printf '%s\n' "$users" > "$dir/userlist.txt"
   [ "$(id -u)" -eq 0 ] && chown postgres "$dir"/pgbouncer.ini "$dir"/userlist.txt
   as_postgres pgbouncer -d "$dir/pgbouncer.ini"
   for _ in $(seq 1 50); do [ -s "$dir/pgbouncer.pid" ] && break; sleep 0.1; done
