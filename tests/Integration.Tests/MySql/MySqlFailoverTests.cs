@@ -10,11 +10,8 @@ namespace MProxy.Integration.Tests.MySql;
 /// A MariaDB host of a MySQL database goes away while the edge runs: each test kills a server, so
 /// each has a primary and a replica of its own.
 /// </summary>
-public class MySqlFailoverTests : IAsyncLifetime
+public sealed class MySqlFailoverTests : IAsyncLifetime
 {
-    /// <summary>The edge's <c>network:</c> section (the default transport here; <see cref="MySqlFailoverTestsOnEpoll"/> runs the same tests on the epoll transport).</summary>
-    protected virtual string Network => "";
-
     private readonly MariaDbReplicaPair _pair = new();
     private MySqlEdgeServer? _edge;
 
@@ -23,7 +20,7 @@ public class MySqlFailoverTests : IAsyncLifetime
     public async ValueTask InitializeAsync()
     {
         await _pair.InitializeAsync();
-        _edge = await MySqlEdgeServer.StartAsync(_pair.EdgeConfig() + "\n" + Network);
+        _edge = await MySqlEdgeServer.StartAsync(_pair.EdgeConfig());
         await WaitForReplicaReadsAsync(Edge);
     }
 
@@ -79,10 +76,4 @@ public class MySqlFailoverTests : IAsyncLifetime
         await using (var write = new MySqlCommand("INSERT INTO items VALUES (12, 'fresh')", fresh))
             Assert.Equal(1, await write.ExecuteNonQueryAsync());
     }
-}
-
-/// <summary><see cref="MySqlFailoverTests"/> on the epoll transport.</summary>
-public sealed class MySqlFailoverTestsOnEpoll : MySqlFailoverTests
-{
-    protected override string Network => "network: { transport: epoll }";
 }
