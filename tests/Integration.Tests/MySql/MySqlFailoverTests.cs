@@ -1,5 +1,7 @@
 using MProxy.Edge.Backends;
+using MProxy.Edge.Protocols.MySql;
 using MProxy.Integration.Tests.Backends;
+using MProxy.Integration.Tests.Postgres;
 using MProxy.TestSupport;
 using MySql.Data.MySqlClient;
 using static MProxy.Integration.Tests.MySql.MySqlRoutingTests;
@@ -75,5 +77,35 @@ public sealed class MySqlFailoverTests : IAsyncLifetime
         await using var fresh = await MariaDbFixture.OpenAsync(Edge.Port);
         await using (var write = new MySqlCommand("INSERT INTO items VALUES (12, 'fresh')", fresh))
             Assert.Equal(1, await write.ExecuteNonQueryAsync());
+    }
+
+    [Fact]
+    public async Task PrimaryKilled_NewClientsStillLogIn_AndTheirWriteWaitsForThePromotion()
+    {
+        await using (var first = await MariaDbFixture.OpenAsync(Edge.Port))
+        await using (var write = new MySqlCommand("INSERT INTO items VALUES (20, 'first')", first))
+            await write.ExecuteNonQueryAsync();
+        await _pair.WaitForReplicaAsync();
+
+        await _pair.Primary.KillAsync();
+        await TopologyWaiter.WaitForAsync(BackendsOf(Edge).Monitor, t => !t.HasUsablePrimary, "the primary is out", TimeSpan.FromSeconds(30));
+        // Losing the host closed its pools; the next client's login must not need the host (it did:
+        // the recreated pool had never connected, so the login opened a connection to check the
+        // credentials and failed with "cannot connect to server").
+        await PoolingTests.WaitUntilAsync(() => !Edge.Get<MySqlPoolRegistry>().All.Any(p => p.Endpoint.Port == _pair.Primary.Port), 30_000);
+        // (The driver's own queries at open are reads, and the replica serves none while the monitor
+        // cannot tell its lag — maxReplicaLagMs is 0 — so the open itself waits for the promotion.)
+        var writing = Task.Run(async () =>
+        {
+            await using var fresh = await MariaDbFixture.OpenAsync(Edge.Port);
+            await using var after = new MySqlCommand("INSERT INTO items VALUES (21, 'while down')", fresh);
+            return await after.ExecuteNonQueryAsync();
+        });
+        await Task.Delay(500, TestContext.Current.CancellationToken);
+        Assert.False(writing.IsCompleted, "the client should wait for a primary (failoverWaitMs), not fail at once");
+
+        await _pair.PromoteReplicaAsync();
+        Assert.Equal(1, await writing.WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken));
+        Assert.Equal("while down", (await _pair.Replica.ExecuteAsync("SELECT name FROM app.items WHERE id = 21")).Trim());
     }
 }

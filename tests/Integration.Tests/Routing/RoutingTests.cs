@@ -163,6 +163,27 @@ public class RoutingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task PrimaryDown_NewClientsStillLogIn_AndTheirWriteWaitsForItsReturn()
+    {
+        await using (var first = await _edge.OpenAsync())
+            await new NpgsqlCommand("INSERT INTO items VALUES (600, 'first') ON CONFLICT DO NOTHING", first).ExecuteNonQueryAsync();
+        // The fixture's primary commits asynchronously: make the table durable before the crash.
+        await _pair.Primary.ExecuteAsync("CHECKPOINT");
+        await _pair.Primary.StopProcessAsync("immediate");
+        await WaitForTopologyAsync(t => !t.HasUsablePrimary, "the primary is out");
+        // Losing the host closed its pools; the next client's login must not need the host
+        // (it did: the recreated pool had no server parameters to greet with, and the login failed
+        // with 57P03 "cannot connect to server").
+        await PoolingTests.WaitUntilAsync(() => !_edge.Get<PgPoolRegistry>().All.Any(p => p.Endpoint.Port == _pair.Primary.Port), 30_000);
+        await using var connection = await _edge.OpenAsync();
+        var writing = WhereAsync(connection, "WITH w AS (INSERT INTO items VALUES (601, 'while down') RETURNING 1) SELECT pg_is_in_recovery(), inet_server_port() FROM w");
+        await Task.Delay(500, TestContext.Current.CancellationToken);
+        Assert.False(writing.IsCompleted, "the write should wait for a primary (failoverWaitMs), not fail at once");
+        await _pair.Primary.StartProcessAsync();
+        Assert.Equal((false, _pair.Primary.Port), await writing.WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
     public async Task PrimaryStopped_ReplicaPromoted_WritesMoveToIt()
     {
         await using var connection = await _edge.OpenAsync();

@@ -80,8 +80,11 @@ internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection
     /// <summary>The QoS scheduler in front of this pool (its capacity is the pool's size), when QoS is on.</summary>
     public MProxy.Edge.Qos.QosScheduler? Scheduler { get; init; }
 
-    /// <summary>Whether a server connection was ever opened (the first client's login opens one to check the credentials).</summary>
-    public bool HasConnected { get; private set; }
+    /// <summary>Whether a server connection was ever opened for this pool's key (the first client's login opens one to check the credentials).</summary>
+    public bool HasConnected => Memory.Value is not null;
+
+    /// <summary>The version this pool's key's first server connection announced: the registry's, so that it outlives the pool.</summary>
+    public required PoolMemory<string> Memory { get; init; }
 
     public void Reconfigure(DatabaseConfig database, MProxy.Edge.Qos.CoDelSettings? codel)
     {
@@ -131,7 +134,7 @@ internal sealed class MySqlPool : IServerConnectionFactory<MySqlServerConnection
             var connection = new MySqlServerConnection(this, transport, handshake, Endpoint, _time.GetTimestamp(), _log);
             connection.Start();
             _live[connection.Id] = connection;
-            HasConnected = true;
+            Memory.Learn(handshake.ServerVersion);
             _onServerVersion(handshake.ServerVersion);
             Backends?.Monitor.ReportConnectSuccess(BackendIndex);
             MySqlLog.ServerOpened(_log, connection.Id, Endpoint.ToString(), Name);

@@ -19,6 +19,7 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
     public const string DefaultServerVersion = "5.7.99-mproxy";
 
     private readonly ConcurrentDictionary<(string Database, string User, MySqlPoolVariant Variant, HostPort Host), MySqlPool> _pools = new();
+    private readonly ConcurrentDictionary<(string Database, string User, MySqlPoolVariant Variant, HostPort Host), PoolMemory<string>> _memories = new();
     private readonly ILogger _log = loggers.CreateLogger("MProxy.Edge.MySql.Pool");
     private readonly ILogger _backendsLog = loggers.CreateLogger("MProxy.Edge.Backends");
     private BackendsRegistry? _backendSet;
@@ -51,6 +52,7 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
         var schedulerName = backends is null ? $"{database.Name}/{serverUser}" : $"{database.Name}/{serverUser}@{endpoint}";
         return _pools.GetOrAdd(key, _ => new MySqlPool(database, serverUser, password, variant, connector, time, _log, v => _serverVersion = v)
         {
+            Memory = _memories.GetOrAdd(key, _ => new()),
             Endpoint = endpoint,
             BackendIndex = backendIndex,
             Backends = backends,

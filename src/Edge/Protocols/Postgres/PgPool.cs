@@ -15,7 +15,6 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>, IBa
     private readonly TimeProvider _time;
     private readonly ILogger _log;
     private volatile DatabaseConfig _database;
-    private volatile IReadOnlyList<KeyValuePair<string, string>>? _welcome;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<long, PgServerConnection> _live = new();
 
     public PgPool(DatabaseConfig database, string serverUser, string? serverPassword, int maxMessageBytes, INetworkConnector connector, TimeProvider time, ILogger log)
@@ -71,7 +70,10 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>, IBa
     public MProxy.Edge.Qos.QosScheduler? Scheduler { get; init; }
 
     /// <summary>The ParameterStatus set the first server connection reported; what clients are greeted with.</summary>
-    public IReadOnlyList<KeyValuePair<string, string>>? Welcome => _welcome;
+    public IReadOnlyList<KeyValuePair<string, string>>? Welcome => Memory.Value;
+
+    /// <summary>Where <see cref="Welcome"/> is kept: the registry's, under this pool's key, so that it outlives the pool.</summary>
+    public required PoolMemory<IReadOnlyList<KeyValuePair<string, string>>> Memory { get; init; }
 
     public void Reconfigure(DatabaseConfig database, MProxy.Edge.Qos.CoDelSettings? codel)
     {
@@ -98,7 +100,7 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>, IBa
             var connection = new PgServerConnection(this, transport, startup, Endpoint, _time.GetTimestamp(), _log);
             connection.Start();
             _live[connection.Id] = connection;
-            _welcome ??= startup.Parameters;
+            Memory.Learn(startup.Parameters);
             Backends?.Monitor.ReportConnectSuccess(BackendIndex);
             PgLog.ServerOpened(_log, connection.Id, Endpoint.ToString(), Name);
             return connection;

@@ -16,6 +16,7 @@ namespace MProxy.Edge.Protocols.Postgres;
 internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider time, ILoggerFactory loggers, MProxy.Edge.Qos.QosGate? qos = null) : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<(string Database, string User, HostPort Host), PgPool> _pools = new();
+    private readonly ConcurrentDictionary<(string Database, string User, HostPort Host), PoolMemory<IReadOnlyList<KeyValuePair<string, string>>>> _memories = new();
     private readonly ConcurrentDictionary<string, PgStatementCatalog> _catalogs = new();
     private readonly ILogger _log = loggers.CreateLogger("MProxy.Edge.Postgres.Pool");
     private readonly ILogger _backendsLog = loggers.CreateLogger("MProxy.Edge.Backends");
@@ -42,8 +43,9 @@ internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider t
         var password = database.ServerUser is not null ? database.ServerPassword : user?.ServerPassword ?? user?.Password;
         var backends = BackendsFor(database);
         var catalog = _catalogs.GetOrAdd(database.Name, _ => new PgStatementCatalog(capacity: 100_000));
-        return _pools.GetOrAdd((database.Name, serverUser, endpoint), _ => new PgPool(database, serverUser, password, config.Clients.MaxMessageBytes, connector, time, _log)
+        return _pools.GetOrAdd((database.Name, serverUser, endpoint), key => new PgPool(database, serverUser, password, config.Clients.MaxMessageBytes, connector, time, _log)
         {
+            Memory = _memories.GetOrAdd(key, _ => new()),
             Endpoint = endpoint,
             BackendIndex = backendIndex,
             Backends = backends,
