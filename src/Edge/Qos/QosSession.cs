@@ -111,6 +111,7 @@ internal sealed class QosSession : IDisposable
     private RuKind _kind;
     private double _base;
     private long _budgetWaitStarted;
+    private RuBudgetTicket? _ticket;
     private RuMeter _meter;
     private long _startedAt;
     private long _bytesRead;
@@ -241,9 +242,10 @@ internal sealed class QosSession : IDisposable
                 account.Charge(_base);
                 _gate.Policy.Usage?.RecordAdmitted(Tenant.Name, _base);
             }
-            else if (!account.Bucket.TryAdmit(_base, out var retryAfter))
+            else if (!account.Bucket.TryAdmitOrQueue(_base, group.MaxBudgetWait, out var retryAfter, out _ticket))
             {
-                var mayWait = retryAfter <= group.MaxBudgetWait;
+                // Given a ticket, the statement waits in line (its turn comes within its allowance).
+                var mayWait = _ticket is not null;
                 if (mayWait)
                 {
                     _state = StatementState.PendingBudget;
@@ -272,7 +274,8 @@ internal sealed class QosSession : IDisposable
 
     /// <summary>
     /// <see cref="Admit"/>, waiting out a short debt (up to the group's <c>maxBudgetWaitMs</c>) on the
-    /// gate's clock instead of refusing. Completes synchronously when no wait is needed.
+    /// gate's clock instead of refusing. Waiters are admitted in the order they arrived (the bucket's
+    /// line, <see cref="RuBudgetTicket"/>). Completes synchronously when no wait is needed.
     /// </summary>
     public ValueTask<QosAdmission> AdmitAsync(QueryHints hints, ulong fingerprint, RuKind kind, bool inTransaction, CancellationToken cancellationToken)
     {
@@ -321,8 +324,10 @@ internal sealed class QosSession : IDisposable
             if (_state != StatementState.PendingBudget || _account is not { } account)
                 throw new InvalidOperationException("no statement is waiting for budget");
             var group = account.Group;
-            if (account.Bucket.TryAdmit(_base, out var retryAfter))
+            var ticket = _ticket ?? throw new InvalidOperationException("a statement waiting for budget has its place in line");
+            if (ticket.Bucket.TryAdmit(ticket, _base, out var retryAfter))
             {
+                _ticket = null;
                 account.CountCharged(_base);
                 _gate.Policy.Usage?.RecordAdmitted(Tenant.Name, _base);
                 account.CountAdmitted();
@@ -658,6 +663,11 @@ internal sealed class QosSession : IDisposable
 
     private void EndStatementLocked()
     {
+        if (_ticket is { } ticket)
+        {
+            ticket.Bucket.Leave(ticket); // it stopped waiting for budget: the next in line goes
+            _ticket = null;
+        }
         if (_throttle is { } throttle)
             RunawayMonitor.Exit(throttle);
         _throttle = null;

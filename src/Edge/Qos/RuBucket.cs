@@ -13,7 +13,7 @@ internal readonly record struct RuUsage(double Charged, double Forgiven, double 
 /// A tenant's RU token bucket: refilled at <see cref="RuBucketSettings.RuPerSecond"/> up to
 /// <see cref="RuBucketSettings.Burst"/>, charged by the statements it admits, and allowed into debt
 /// down to <c>-DebtMax</c>. A statement is admitted while the bucket is not in debt and pays its base
-/// at once (<see cref="TryAdmit"/>); its latency and bytes are charged as they accrue
+/// at once (<see cref="TryAdmit(double, out TimeSpan)"/>); its latency and bytes are charged as they accrue
 /// (<see cref="Charge"/>) and may push the bucket into debt, which the tenant's later statements
 /// wait out (<see cref="RetryAfter"/>). Charges that would go below <c>-DebtMax</c> are forgiven and
 /// counted — so over any window of length T the RU booked is at most
@@ -31,15 +31,33 @@ internal readonly record struct RuUsage(double Charged, double Forgiven, double 
 /// reports back per period.
 /// </para>
 /// <para>
+/// <b>The line.</b> Statements that may wait for the bucket to come out of debt (a group's
+/// <c>maxBudgetWaitMs</c>) are admitted in the order they arrived: <see cref="TryAdmitOrQueue"/>
+/// gives a refused statement a <see cref="RuBudgetTicket"/>, only the ticket at the head of the line
+/// is admitted (<see cref="TryAdmit(RuBudgetTicket, double, out TimeSpan)"/>), and while anyone is
+/// in line a newcomer is not admitted ahead of them. Without the line every waiter raced the others
+/// and newcomers for each repayment, and one could lose every race of its whole wait. A ticket that
+/// stops asking (its statement gave up) leaves the line (<see cref="Leave"/>), and one that outstays
+/// its deadline is dropped, so the line never stalls.
+/// </para>
+/// <para>
 /// Thread-safe: every member takes the bucket's own lock (one bucket per tenant and group, so
 /// contention is limited to one tenant's sessions). Time comes from the injected
-/// <see cref="TimeProvider"/>; no member allocates.
+/// <see cref="TimeProvider"/>; no member allocates except joining the line.
 /// </para>
 /// </remarks>
 internal sealed class RuBucket
 {
     /// <summary>The retry-after given when the bucket is in debt and has no local refill (it waits for a lease).</summary>
     public static readonly TimeSpan NoRefillRetryAfter = TimeSpan.FromSeconds(1);
+
+    /// <summary>The shortest retry-after given to a statement in line behind another (whose turn it is, but which has not asked yet).</summary>
+    public static readonly TimeSpan MinTurnRetryAfter = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>How long past its wait a ticket stays in line before the bucket drops it (its statement stopped asking).</summary>
+    public static readonly TimeSpan AbandonedAfter = TimeSpan.FromSeconds(1);
+
+    private static readonly TimeSpan MaxPatience = TimeSpan.FromDays(1);
 
     // Balances are doubles; refills computed from elapsed time may land a hair below zero.
     private const double Epsilon = 1e-9;
@@ -56,6 +74,7 @@ internal sealed class RuBucket
     private double _bookedTotal;
     private double _granted;
     private double _leaseExpired;
+    private readonly LinkedList<RuBudgetTicket> _line = new();
 
     /// <summary>A full bucket.</summary>
     public RuBucket(RuBucketSettings settings, TimeProvider time)
@@ -102,23 +121,112 @@ internal sealed class RuBucket
     }
 
     /// <summary>
-    /// Admits a statement unless the bucket is in debt, charging <paramref name="baseCost"/> at once
-    /// (which may itself take the bucket into debt). When refused, <paramref name="retryAfter"/> is
-    /// the time until the bucket is out of debt at its current rate.
+    /// Admits a statement unless the bucket is in debt or statements are waiting in line, charging
+    /// <paramref name="baseCost"/> at once (which may itself take the bucket into debt). When refused,
+    /// <paramref name="retryAfter"/> estimates the time until the statement's turn at the back of the
+    /// line: the debt and the bases of those ahead, repaid at the current rate.
     /// </summary>
     public bool TryAdmit(double baseCost, out TimeSpan retryAfter)
     {
         lock (_lock)
         {
-            RefillLocked(_time.GetTimestamp());
-            if (_local < -Epsilon)
+            var now = _time.GetTimestamp();
+            RefillLocked(now);
+            DropAbandonedLocked(now);
+            if (_local < -Epsilon || _line.Count > 0)
             {
-                retryAfter = RetryAfterLocked();
+                retryAfter = TurnAfterLocked(_line.Count, baseCost);
                 return false;
             }
             ChargeLocked(baseCost);
             retryAfter = TimeSpan.Zero;
             return true;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="TryAdmit(double, out TimeSpan)"/>, and when refused with a turn no later than
+    /// <paramref name="maxWait"/>, joins the back of the line: <paramref name="ticket"/> is then the
+    /// statement's place, to ask with until admitted or to <see cref="Leave"/>.
+    /// </summary>
+    public bool TryAdmitOrQueue(double baseCost, TimeSpan maxWait, out TimeSpan retryAfter, out RuBudgetTicket? ticket)
+    {
+        lock (_lock)
+        {
+            var now = _time.GetTimestamp();
+            RefillLocked(now);
+            DropAbandonedLocked(now);
+            ticket = null;
+            if (_local >= -Epsilon && _line.Count == 0)
+            {
+                ChargeLocked(baseCost);
+                retryAfter = TimeSpan.Zero;
+                return true;
+            }
+            retryAfter = TurnAfterLocked(_line.Count, baseCost);
+            if (retryAfter <= maxWait)
+            {
+                var patience = (maxWait < MaxPatience ? maxWait : MaxPatience) + AbandonedAfter;
+                ticket = new RuBudgetTicket(this, now + ToTimestampTicks(patience));
+                ticket.Node = _line.AddLast(ticket);
+            }
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Admits the statement holding <paramref name="ticket"/> if its turn has come — it is at the head
+    /// of the line and the bucket is not in debt — charging <paramref name="baseCost"/> and taking it
+    /// out of the line. Otherwise <paramref name="retryAfter"/> estimates the time until its turn. A
+    /// ticket the bucket dropped (it outstayed its deadline) is treated as a newcomer's.
+    /// </summary>
+    public bool TryAdmit(RuBudgetTicket ticket, double baseCost, out TimeSpan retryAfter)
+    {
+        ArgumentNullException.ThrowIfNull(ticket);
+        if (ticket.Bucket != this)
+            throw new ArgumentException("the ticket is another bucket's", nameof(ticket));
+        lock (_lock)
+        {
+            var now = _time.GetTimestamp();
+            RefillLocked(now);
+            DropAbandonedLocked(now);
+            var ahead = 0;
+            if (ticket.Node is { } node)
+            {
+                for (var n = node.Previous; n is not null; n = n.Previous)
+                    ahead++;
+            }
+            else
+            {
+                ahead = _line.Count;
+            }
+            if (ahead == 0 && _local >= -Epsilon)
+            {
+                LeaveLocked(ticket);
+                ChargeLocked(baseCost);
+                retryAfter = TimeSpan.Zero;
+                return true;
+            }
+            retryAfter = TurnAfterLocked(ahead, baseCost);
+            return false;
+        }
+    }
+
+    /// <summary>Takes <paramref name="ticket"/> out of the line (its statement stopped waiting); does nothing if it is out already.</summary>
+    public void Leave(RuBudgetTicket ticket)
+    {
+        ArgumentNullException.ThrowIfNull(ticket);
+        lock (_lock)
+            LeaveLocked(ticket);
+    }
+
+    /// <summary>Statements waiting in line now.</summary>
+    public int Waiting
+    {
+        get
+        {
+            lock (_lock)
+                return _line.Count;
         }
     }
 
@@ -228,6 +336,32 @@ internal sealed class RuBucket
         return fromLease + fromLocal;
     }
 
+    private void LeaveLocked(RuBudgetTicket ticket)
+    {
+        if (ticket.Node is { } node)
+        {
+            _line.Remove(node);
+            ticket.Node = null;
+        }
+    }
+
+    /// <summary>Drops tickets at the head of the line whose statements stopped asking well past their wait.</summary>
+    private void DropAbandonedLocked(long now)
+    {
+        while (_line.First is { } head && head.Value.Deadline <= now)
+            LeaveLocked(head.Value);
+    }
+
+    /// <summary>The estimated time until the turn of a statement with <paramref name="ahead"/> statements in line before it (never zero: it was refused).</summary>
+    private TimeSpan TurnAfterLocked(int ahead, double baseCost)
+    {
+        if (_settings.RuPerSecond <= 0)
+            return _local < -Epsilon ? NoRefillRetryAfter : MinTurnRetryAfter; // in debt, it waits for a lease; else for those ahead
+        var owed = -_local + ahead * Math.Max(baseCost, 0);
+        var turn = owed > 0 ? TimeSpan.FromTicks((long)Math.Ceiling(owed / _settings.RuPerSecond * TimeSpan.TicksPerSecond)) : TimeSpan.Zero;
+        return turn > TimeSpan.Zero ? turn : MinTurnRetryAfter;
+    }
+
     private TimeSpan RetryAfterLocked()
     {
         if (_local >= -Epsilon)
@@ -240,4 +374,27 @@ internal sealed class RuBucket
 
     private long ToTimestampTicks(TimeSpan span) =>
         (long)Math.Ceiling(span.Ticks * ((double)_time.TimestampFrequency / TimeSpan.TicksPerSecond));
+}
+
+/// <summary>
+/// A statement's place in an <see cref="RuBucket"/>'s line of statements waiting for budget (see
+/// <see cref="RuBucket.TryAdmitOrQueue"/>). Owned by the statement; the bucket takes it out of the
+/// line when it is admitted, when it leaves, or when it outstays <see cref="Deadline"/>.
+/// </summary>
+internal sealed class RuBudgetTicket
+{
+    internal RuBudgetTicket(RuBucket bucket, long deadline)
+    {
+        Bucket = bucket;
+        Deadline = deadline;
+    }
+
+    /// <summary>The bucket whose line this is.</summary>
+    public RuBucket Bucket { get; }
+
+    /// <summary>The timestamp after which the bucket drops the ticket (the statement's wait plus <see cref="RuBucket.AbandonedAfter"/>).</summary>
+    internal long Deadline { get; }
+
+    /// <summary>The ticket's node in the line; null once it is out. Guarded by the bucket's lock.</summary>
+    internal LinkedListNode<RuBudgetTicket>? Node { get; set; }
 }

@@ -208,6 +208,43 @@ public sealed class QosGateTests : IDisposable
     }
 
     [Fact]
+    public void RetryBudget_WaitersAreAdmittedInTheOrderTheyArrived()
+    {
+        var gate = Gate(Config());
+        var first = Session(gate);
+        var second = Session(gate);
+        first.Tenant.Home.Bucket.Charge(1050); // 50 ms of debt
+        Assert.True(first.Admit(new QueryHints(), Fingerprint, RuKind.Read, false).MayWait);
+        Assert.True(second.Admit(new QueryHints(), Fingerprint, RuKind.Read, false).MayWait);
+        _time.Advance(TimeSpan.FromMilliseconds(50));
+
+        var secondEarly = second.RetryBudget();
+        Assert.False(secondEarly.IsAdmitted, "the later waiter asked first and went first");
+        Assert.True(secondEarly.MayWait);
+        Assert.True(first.RetryBudget().IsAdmitted);
+        _time.Advance(secondEarly.Rejection.RetryAfter);
+        Assert.True(second.RetryBudget().IsAdmitted);
+    }
+
+    [Fact]
+    public void Dispose_WhileWaitingForBudget_LeavesTheLine()
+    {
+        var gate = Gate(Config());
+        var leaver = Session(gate);
+        var next = Session(gate);
+        leaver.Tenant.Home.Bucket.Charge(1050);
+        Assert.True(leaver.Admit(new QueryHints(), Fingerprint, RuKind.Read, false).MayWait);
+        Assert.True(next.Admit(new QueryHints(), Fingerprint, RuKind.Read, false).MayWait);
+        Assert.Equal(2, next.Tenant.Home.Bucket.Waiting);
+
+        leaver.Dispose();
+
+        Assert.Equal(1, next.Tenant.Home.Bucket.Waiting);
+        _time.Advance(TimeSpan.FromMilliseconds(50));
+        Assert.True(next.RetryBudget().IsAdmitted);
+    }
+
+    [Fact]
     public void RetryBudget_WaitsOutItsWholeAllowance_ThenRefusesWithTheTimeWaited()
     {
         // maxBudgetWaitMs is 100 (the default). A statement is refused when its allowance is up, not

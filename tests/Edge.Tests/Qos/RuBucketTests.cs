@@ -241,4 +241,108 @@ public sealed class RuBucketTests
             }
         }
     }
+
+    // ------------------------------------------------------------------ the line of budget waiters
+
+    [Fact]
+    public void Line_WaitersAreAdmittedInArrivalOrder_WhoeverAsksFirst()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
+        bucket.Charge(20); // balance -10: 100 ms
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out var firstTurn, out var first));
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out var secondTurn, out var second));
+        Assert.NotNull(first);
+        Assert.NotNull(second);
+        Assert.Equal(TimeSpan.FromMilliseconds(100), firstTurn);
+        Assert.Equal(TimeSpan.FromMilliseconds(110), secondTurn); // the debt, then the base of the one ahead
+        Assert.Equal(2, bucket.Waiting);
+
+        _time.Advance(TimeSpan.FromMilliseconds(100));
+        Assert.False(bucket.TryAdmit(second, 1, out var stillAhead), "the second waiter went before the first");
+        Assert.Equal(TimeSpan.FromMilliseconds(10), stillAhead);
+        Assert.True(bucket.TryAdmit(first, 1, out _));
+        Assert.Equal(1, bucket.Waiting);
+
+        Assert.False(bucket.TryAdmit(second, 1, out var afterBase));
+        Assert.Equal(TimeSpan.FromMilliseconds(10), afterBase); // the first one's base, repaid
+        _time.Advance(afterBase);
+        Assert.True(bucket.TryAdmit(second, 1, out _));
+        Assert.Equal(0, bucket.Waiting);
+    }
+
+    [Fact]
+    public void Line_ANewcomerIsNotAdmittedAheadOfAWaiter_EvenOutOfDebt()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
+        bucket.Charge(20);
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var waiter));
+        _time.Advance(TimeSpan.FromMilliseconds(150)); // out of debt, but the waiter has not asked yet
+
+        Assert.False(bucket.TryAdmit(1, out var newcomerTurn));
+        Assert.True(newcomerTurn > TimeSpan.Zero);
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var behind));
+        Assert.NotNull(behind);
+
+        Assert.True(bucket.TryAdmit(waiter!, 1, out _));
+        Assert.True(bucket.TryAdmit(behind!, 1, out _)); // 4 RU left after the first base: still out of debt
+    }
+
+    [Fact]
+    public void Line_ATurnBeyondTheWait_GetsNoTicket()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
+        bucket.Charge(40); // 300 ms of debt
+
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromMilliseconds(200), out var turn, out var ticket));
+
+        Assert.Null(ticket);
+        Assert.Equal(TimeSpan.FromMilliseconds(300), turn);
+        Assert.Equal(0, bucket.Waiting);
+    }
+
+    [Fact]
+    public void Line_AWaiterThatLeaves_LetsTheNextGo()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
+        bucket.Charge(20);
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var first));
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var second));
+        _time.Advance(TimeSpan.FromMilliseconds(100));
+
+        bucket.Leave(first!);
+        bucket.Leave(first!); // twice is harmless
+
+        Assert.True(bucket.TryAdmit(second!, 1, out _));
+    }
+
+    [Fact]
+    public void Line_AWaiterThatStopsAsking_IsDroppedAfterItsDeadline()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
+        bucket.Charge(20);
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromMilliseconds(200), out _, out _)); // never asks again
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(5), out _, out var patient));
+
+        _time.Advance(TimeSpan.FromMilliseconds(200) + RuBucket.AbandonedAfter - TimeSpan.FromTicks(1));
+        Assert.False(bucket.TryAdmit(patient!, 1, out _));
+        _time.Advance(TimeSpan.FromTicks(1));
+        Assert.True(bucket.TryAdmit(patient!, 1, out _));
+    }
+
+    [Fact]
+    public void Line_LeaseFedBucket_HandsOverWithoutWaitingForARefill()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(0, 0, 50), _time);
+        bucket.Charge(5); // in debt with no local refill
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(3), out var waitLease, out var first));
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(3), out _, out var second));
+        Assert.Equal(RuBucket.NoRefillRetryAfter, waitLease);
+
+        bucket.Grant(100, TimeSpan.FromSeconds(10));
+        Assert.False(bucket.TryAdmit(second!, 1, out var turn));
+        Assert.Equal(RuBucket.MinTurnRetryAfter, turn); // out of debt: only the first is ahead
+        Assert.True(bucket.TryAdmit(first!, 1, out _));
+        Assert.True(bucket.TryAdmit(second!, 1, out _));
+    }
 }
+
