@@ -21,7 +21,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$root/scripts/lib.sh"
 ensure_dotnet
-ensure_packages postgresql-15 postgresql-client-15 pgbouncer
+ensure_packages postgresql-15 postgresql-client-15 pgbouncer curl
 
 DURATION=${DURATION:-20}
 ROUNDS=${ROUNDS:-3}
@@ -32,7 +32,7 @@ rows=("$@")
 [ ${#rows[@]} -gt 0 ] || rows=(select50 tpcb50 select250)
 
 bench_workdir mproxy-bench
-read -r pg_port bouncer_port mproxy_port candidate_port < <(free_ports 4)
+read -r pg_port bouncer_port mproxy_port candidate_port mproxy_admin candidate_admin < <(free_ports 6)
 CANDIDATE_DLL=${CANDIDATE_DLL:-}; CANDIDATE_ENV=${CANDIDATE_ENV:-}; CANDIDATE_ARGS=${CANDIDATE_ARGS:-}
 candidate=""; [ -n "$CANDIDATE_DLL$CANDIDATE_ENV$CANDIDATE_ARGS" ] && candidate=1
 
@@ -45,7 +45,7 @@ bouncer_pid=$(start_bench_pgbouncer "$work" "$pg_port" "$bouncer_port" "$POOL")
 dotnet build "$root/src/Edge/MProxy.Edge.csproj" -c Release -v quiet -nologo >/dev/null
 dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.1:$mproxy_port" \
   --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" --pool-size "$POOL" --pool-mode transaction \
-  --log-level Warning > "$work/mproxy.log" 2>&1 &
+  --admin-listen "127.0.0.1:$mproxy_admin" --log-level Warning > "$work/mproxy.log" 2>&1 &
 mproxy_pid=$!
 pids+=("$mproxy_pid" "$bouncer_pid")
 ports=("$bouncer_port" "$mproxy_port")
@@ -53,7 +53,7 @@ if [ -n "$candidate" ]; then
   # shellcheck disable=SC2086 # CANDIDATE_ENV and CANDIDATE_ARGS are lists of words
   env $CANDIDATE_ENV dotnet "${CANDIDATE_DLL:-$root/src/Edge/bin/Release/net10.0/mproxy.dll}" --listen "127.0.0.1:$candidate_port" \
     --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" --pool-size "$POOL" --pool-mode transaction \
-    --log-level Warning $CANDIDATE_ARGS > "$work/candidate.log" 2>&1 &
+    --admin-listen "127.0.0.1:$candidate_admin" --log-level Warning $CANDIDATE_ARGS > "$work/candidate.log" 2>&1 &
   candidate_pid=$!
   pids+=("$candidate_pid"); ports+=("$candidate_port")
   echo "==> candidate mproxy on $candidate_port: ${CANDIDATE_DLL:-same build} ${CANDIDATE_ENV} ${CANDIDATE_ARGS}" >&2
@@ -67,8 +67,13 @@ cpu_ticks() { # pid -> user+system clock ticks so far (0 when no pid)
   awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
-run_pgbench() { # target-port row [proxy-pid] -> "tps failed cpu-us-per-tx"
-  local port=$1 row=$2 pid=${3:-} args
+allocated_bytes() { # admin-port -> bytes the edge's runtime allocated so far (its /metrics), or nothing
+  [ -n "${1:-}" ] || return 0
+  curl -s "http://127.0.0.1:$1/metrics" 2>/dev/null | awk '/^dotnet_gc_heap_total_allocated_bytes_total / { print $2 }'
+}
+
+run_pgbench() { # target-port row [proxy-pid] [edge-admin-port] -> "tps failed cpu-us-per-tx allocated-bytes-per-tx"
+  local port=$1 row=$2 pid=${3:-} admin=${4:-} args
   case $row in
     select50)   args=(-S -c 50 -j 2 -M simple) ;;
     tpcb50)     args=(-c 50 -j 2 -M simple) ;;
@@ -77,17 +82,18 @@ run_pgbench() { # target-port row [proxy-pid] -> "tps failed cpu-us-per-tx"
     extended50) args=(-S -c 50 -j 2 -M extended) ;;
     *) echo "unknown row $row" >&2; exit 2 ;;
   esac
-  local out before after
-  before=$(cpu_ticks "$pid")
+  local out before after abefore aafter
+  before=$(cpu_ticks "$pid"); abefore=$(allocated_bytes "$admin")
   out=$(pgbench -n -T "$DURATION" "${args[@]}" -h 127.0.0.1 -p "$port" -U bench bench 2>&1) || true
-  after=$(cpu_ticks "$pid")
-  local tps failed tx us
+  after=$(cpu_ticks "$pid"); aafter=$(allocated_bytes "$admin")
+  local tps failed tx us bpt
   tx=$(grep -oP 'number of transactions actually processed: \K[0-9]+' <<<"$out" | head -n1 || true)
   us=$(python3 -c "import os; t=int('${tx:-0}'); print(f'{($after-$before)*1e6/os.sysconf(\"SC_CLK_TCK\")/t:.1f}' if t else 'nan')")
   tps=$(grep -oP 'tps = \K[0-9.]+' <<<"$out" | head -n1 || true)
   failed=$(grep -oP 'number of failed transactions: \K[0-9]+' <<<"$out" | head -n1 || true)
+  bpt=$(python3 -c "t=int('${tx:-0}'); a='$abefore'; b='$aafter'; print(f'{(float(b)-float(a))/t:.0f}' if t and a and b else 'nan')")
   if [ -z "$tps" ]; then echo "pgbench failed on port $port ($row):" >&2; echo "$out" | tail -5 >&2; tps=0; fi
-  echo "$tps ${failed:-?} $us"
+  echo "$tps ${failed:-?} $us $bpt"
 }
 
 median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.0f}")' "$@"; }
@@ -95,30 +101,33 @@ median1() { python3 -c 'import sys,math,statistics; v=[float(x) for x in sys.arg
 
 # Proxy CPU per transaction (user + system time of the proxy process ÷ transactions) is the steadier
 # figure on a shared box: TPS moves with whatever else runs, the proxy's own cost per query does not.
+# B/tx is what the edge's runtime allocated per transaction (dotnet_gc_heap_total_allocated_bytes_total
+# from its /metrics, which the edge serves on an admin port here): the hot path's garbage.
 for port in "${ports[@]}"; do
   [ "$WARMUP" -gt 0 ] && pgbench -n -S -T "$WARMUP" -c 50 -j 2 -h 127.0.0.1 -p "$port" -U bench bench >/dev/null 2>&1 || true
 done
 
-header='| row | direct TPS | PgBouncer TPS | mproxy TPS | mproxy/direct | mproxy/PgBouncer | mproxy failed tx | PgBouncer CPU µs/tx | mproxy CPU µs/tx |'
-rule='|---|---:|---:|---:|---:|---:|---:|---:|---:|'
-[ -n "$candidate" ] && header+=' candidate TPS | candidate/PgBouncer | candidate CPU µs/tx |' && rule+='---:|---:|---:|'
+header='| row | direct TPS | PgBouncer TPS | mproxy TPS | mproxy/direct | mproxy/PgBouncer | mproxy failed tx | PgBouncer CPU µs/tx | mproxy CPU µs/tx | mproxy B/tx |'
+rule='|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
+[ -n "$candidate" ] && header+=' candidate TPS | candidate/PgBouncer | candidate CPU µs/tx | candidate B/tx |' && rule+='---:|---:|---:|---:|'
 printf '\n%s\n%s\n' "$header" "$rule"
 for row in "${rows[@]}"; do
-  d=(); b=(); m=(); bc=(); mc=(); k=(); kc=(); mf=0
+  d=(); b=(); m=(); bc=(); mc=(); ma=(); k=(); kc=(); ka=(); mf=0
   for ((r = 1; r <= ROUNDS; r++)); do
-    read -r t _ _ < <(run_pgbench "$pg_port" "$row"); d+=("$t")
-    read -r t _ c < <(run_pgbench "$bouncer_port" "$row" "$bouncer_pid"); b+=("$t"); bc+=("$c")
-    read -r t f c < <(run_pgbench "$mproxy_port" "$row" "$mproxy_pid"); m+=("$t"); mc+=("$c"); [ "$f" = "?" ] || mf=$((mf + f))
+    read -r t _ _ _ < <(run_pgbench "$pg_port" "$row"); d+=("$t")
+    read -r t _ c _ < <(run_pgbench "$bouncer_port" "$row" "$bouncer_pid"); b+=("$t"); bc+=("$c")
+    read -r t f c a < <(run_pgbench "$mproxy_port" "$row" "$mproxy_pid" "$mproxy_admin"); m+=("$t"); mc+=("$c"); ma+=("$a"); [ "$f" = "?" ] || mf=$((mf + f))
     if [ -n "$candidate" ]; then
-      read -r t _ c < <(run_pgbench "$candidate_port" "$row" "$candidate_pid"); k+=("$t"); kc+=("$c")
+      read -r t _ c a < <(run_pgbench "$candidate_port" "$row" "$candidate_pid" "$candidate_admin"); k+=("$t"); kc+=("$c"); ka+=("$a")
     fi
   done
   dm=$(median "${d[@]}"); bm=$(median "${b[@]}"); mm=$(median "${m[@]}"); bcm=$(median1 "${bc[@]}"); mcm=$(median1 "${mc[@]}")
   rd=$(python3 -c "print(f'{$mm/$dm:.2f}' if $dm else 'n/a')"); rb=$(python3 -c "print(f'{$mm/$bm:.2f}' if $bm else 'n/a')")
-  line=$(printf '| %s | %s | %s | %s | %s× | %s× | %s | %s | %s |' "$row" "$dm" "$bm" "$mm" "$rd" "$rb" "$mf" "$bcm" "$mcm")
+  mam=$(median1 "${ma[@]}")
+  line=$(printf '| %s | %s | %s | %s | %s× | %s× | %s | %s | %s | %s |' "$row" "$dm" "$bm" "$mm" "$rd" "$rb" "$mf" "$bcm" "$mcm" "${mam%.0}")
   if [ -n "$candidate" ]; then
-    km=$(median "${k[@]}"); kcm=$(median1 "${kc[@]}"); kb=$(python3 -c "print(f'{$km/$bm:.2f}' if $bm else 'n/a')")
-    line+=$(printf ' %s | %s× | %s |' "$km" "$kb" "$kcm")
+    km=$(median "${k[@]}"); kcm=$(median1 "${kc[@]}"); kam=$(median1 "${ka[@]}"); kb=$(python3 -c "print(f'{$km/$bm:.2f}' if $bm else 'n/a')")
+    line+=$(printf ' %s | %s× | %s | %s |' "$km" "$kb" "$kcm" "${kam%.0}")
   fi
   printf '%s\n' "$line"
 done

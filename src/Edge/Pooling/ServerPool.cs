@@ -182,7 +182,38 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
             if (mayOpen)
                 return await OpenAsync(cancellationToken);
 
-            var grant = await WaitAsync(waiter!, started, cancellationToken);
+            // The wait is awaited here rather than in a helper: every async method on the stack when
+            // a wait suspends gets its state machine boxed (the builder's pools hold one per core, and
+            // hundreds of clients wait at once), so each extra frame is an allocation per waited lease.
+            var remaining = Settings.WaitTimeout - _time.GetElapsedTime(started);
+            waiter!.StartTimer(remaining > TimeSpan.Zero ? remaining : TimeSpan.FromMilliseconds(1));
+            var registration = cancellationToken.CanBeCanceled
+                ? cancellationToken.UnsafeRegister(static state => ((Waiter)state!).TryComplete(WaitOutcome.Canceled, default), waiter)
+                : default;
+            WaitOutcome outcome;
+            Grant grant;
+            try
+            {
+                (outcome, grant) = await waiter.AsValueTask();
+            }
+            finally
+            {
+                await registration.DisposeAsync();
+                waiter.StopTimer();
+                lock (_lock)
+                    _spareWaiters.Push(waiter);
+            }
+            switch (outcome)
+            {
+                case WaitOutcome.Granted:
+                    break;
+                case WaitOutcome.TimedOut:
+                    throw new PoolTimeoutException(Name, Settings.Size, _time.GetElapsedTime(started));
+                case WaitOutcome.Canceled:
+                    throw new OperationCanceledException(cancellationToken);
+                default:
+                    throw new PoolClosedException(Name);
+            }
             if (grant.Connection is { } granted)
             {
                 if (!NeedsCheck(granted) || await CheckAsync(granted, cancellationToken))
@@ -235,36 +266,6 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
         if (!ok)
             Discard(connection, "failed the check query after being idle");
         return ok;
-    }
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<Grant> WaitAsync(Waiter waiter, long started, CancellationToken cancellationToken)
-    {
-        var remaining = Settings.WaitTimeout - _time.GetElapsedTime(started);
-        if (remaining <= TimeSpan.Zero)
-            remaining = TimeSpan.FromMilliseconds(1);
-        waiter.StartTimer(remaining);
-        var registration = cancellationToken.CanBeCanceled
-            ? cancellationToken.UnsafeRegister(static state => ((Waiter)state!).TryComplete(WaitOutcome.Canceled, default), waiter)
-            : default;
-        try
-        {
-            var (outcome, grant) = await waiter.AsValueTask();
-            return outcome switch
-            {
-                WaitOutcome.Granted => grant,
-                WaitOutcome.TimedOut => throw new PoolTimeoutException(Name, Settings.Size, _time.GetElapsedTime(started)),
-                WaitOutcome.Canceled => throw new OperationCanceledException(cancellationToken),
-                _ => throw new PoolClosedException(Name),
-            };
-        }
-        finally
-        {
-            await registration.DisposeAsync();
-            waiter.StopTimer();
-            lock (_lock)
-                _spareWaiters.Push(waiter);
-        }
     }
 
     /// <summary>Returns a connection that is idle and clean (or broken: then it is closed).</summary>

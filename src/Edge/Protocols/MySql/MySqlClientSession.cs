@@ -1061,7 +1061,20 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
             }
             try
             {
-                await AttachNewServerAsync(pool);
+                // Leased here rather than in a helper: an async frame on the stack when the pool wait
+                // suspends is a boxed state machine per waited lease (see ServerPool.AcquireSlowAsync).
+                if (_outputDirty)
+                    await FlushDirectAsync();
+                MySqlServerConnection server;
+                try
+                {
+                    server = await pool.Connections.AcquireAsync(CancellationToken.None);
+                }
+                catch (PoolClosedException closed)
+                {
+                    throw PoolClosed(pool, closed);
+                }
+                AttachServer(pool, server);
                 return true;
             }
             catch (Exception e) when (e is MySqlErrorException { Fatal: false } or PoolTimeoutException)
@@ -1136,12 +1149,9 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
         return new ValueTask<bool>(false);
     }
 
-    /// <summary>Leases a server connection from the pool, attaches it and aligns its session with the client's.</summary>
-    private async ValueTask AttachNewServerAsync(MySqlPool pool)
+    /// <summary>Attaches a server connection just leased from <paramref name="pool"/> and aligns its session with the client's.</summary>
+    private void AttachServer(MySqlPool pool, MySqlServerConnection server)
     {
-        if (_outputDirty)
-            await FlushDirectAsync();
-        var server = await AcquireAsync(pool, CancellationToken.None);
         StartBalanced(pool);
         server.Attach(this);
         _server = server;
@@ -1171,10 +1181,13 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
         }
         catch (PoolClosedException e)
         {
-            // A host's pool closes when its breaker opens or it stops being the primary: route again.
-            throw new MySqlErrorException(MySqlError.ServerShutdown, e.Message + " [57P03]", fatal: pool.Backends is null);
+            throw PoolClosed(pool, e);
         }
     }
+
+    /// <summary>A host's pool closes when its breaker opens or it stops being the primary: route again (fatal only without backends: the edge is stopping).</summary>
+    private static MySqlErrorException PoolClosed(MySqlPool pool, PoolClosedException e) =>
+        new(MySqlError.ServerShutdown, e.Message + " [57P03]", fatal: pool.Backends is null);
 
     /// <summary>Ends a batch: flushes what went to the server and what the edge wrote to the client.</summary>
     protected override async ValueTask EndBatchAsync()

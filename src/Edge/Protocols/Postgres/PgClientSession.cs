@@ -636,7 +636,21 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             }
             try
             {
-                await AttachNewServerAsync(pool);
+                // Leased here rather than in a helper: an async frame on the stack when the pool wait
+                // suspends is a boxed state machine per waited lease (see ServerPool.AcquireSlowAsync).
+                // Output written directly to the client must reach it before a server's responses do.
+                if (_outputDirty)
+                    await FlushDirectAsync();
+                PgServerConnection server;
+                try
+                {
+                    server = await pool.Connections.AcquireAsync(CancellationToken.None);
+                }
+                catch (PoolClosedException closed)
+                {
+                    throw new PgErrorException(PgSqlState.AdminShutdown, closed.Message, fatal: true);
+                }
+                AttachServer(pool, server);
                 return true;
             }
             catch (Exception e) when (e is PgErrorException { Fatal: false } or PoolTimeoutException)
@@ -712,14 +726,9 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
         return new ValueTask<bool>(false);
     }
 
-    /// <summary>Leases a server connection from the pool, attaches it and aligns its session parameters.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask AttachNewServerAsync(PgPool pool)
+    /// <summary>Attaches a server connection just leased from <paramref name="pool"/> and aligns its session parameters.</summary>
+    private void AttachServer(PgPool pool, PgServerConnection server)
     {
-        // Output written directly to the client must reach it before a server's responses do.
-        if (_outputDirty)
-            await FlushDirectAsync();
-        var server = await AcquireAsync(pool, CancellationToken.None);
         StartBalanced(pool);
         server.Attach(this);
         _server = server;
