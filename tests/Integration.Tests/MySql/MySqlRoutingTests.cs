@@ -13,7 +13,7 @@ namespace MProxy.Integration.Tests.MySql;
 public sealed class MySqlRoutingTests(MariaDbReplicaPair pair) : IClassFixture<MariaDbReplicaPair>, IAsyncLifetime
 {
     private const long PrimaryId = 1;
-    private const long ReplicaId = 2;
+    internal const long ReplicaId = 2;
 
     private MySqlEdgeServer? _edge;
 
@@ -41,6 +41,21 @@ public sealed class MySqlRoutingTests(MariaDbReplicaPair pair) : IClassFixture<M
         await TopologyWaiter.WaitForAsync(BackendsOf(edge).Monitor, t => t.Backends[1].Lsn.Value >= target && t.ReadReplicas.Length == 1, "the monitor sees the replica caught up", TimeSpan.FromSeconds(30));
     }
 
+    /// <summary>
+    /// Asserts that a read on <paramref name="connection"/> ran on the replica; when it did not, the
+    /// failure shows the monitor's view of every host (role, read eligibility, breaker, lag, last error),
+    /// which is what decides — an intermittent "read went to the primary" has been seen under load.
+    /// </summary>
+    internal static async Task AssertReadsOnReplicaAsync(MySqlEdgeServer edge, MySqlConnection connection)
+    {
+        var id = await ServerIdAsync(connection);
+        if (id == ReplicaId)
+            return;
+        var topology = BackendsOf(edge).Topology;
+        Assert.Fail($"the read ran on server {id}, not the replica ({ReplicaId}); monitor: " + string.Join("; ", topology.Backends.Select(b =>
+            $"{b.Endpoint} {b.Role} {b.Eligibility} breaker {b.Breaker} lag {b.LagBytes?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"} tx/{b.LagTime?.TotalMilliseconds.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"} ms last error {b.LastError ?? "none"}")));
+    }
+
     internal static long Long(object? value) => Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture);
 
     internal static async Task<long> ServerIdAsync(MySqlConnection connection, MySqlTransaction? transaction = null) =>
@@ -65,7 +80,7 @@ public sealed class MySqlRoutingTests(MariaDbReplicaPair pair) : IClassFixture<M
     {
         await using var connection = await MariaDbFixture.OpenAsync(Edge.Port);
         for (var i = 0; i < 5; i++)
-            Assert.Equal(ReplicaId, await ServerIdAsync(connection));
+            await AssertReadsOnReplicaAsync(Edge, connection);
         Assert.Equal("one", await MariaDbFixture.ScalarAsync(connection, "SELECT CONVERT(name USING utf8mb4) FROM items WHERE id = 1"));
     }
 
