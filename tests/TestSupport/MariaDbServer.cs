@@ -36,6 +36,13 @@ public sealed class MariaDbServer : IAsyncDisposable
 
     private string DataDirectory => Path.Combine(Directory, "data");
 
+    /// <summary>
+    /// The server's own temporary directory. With the default (<c>/tmp</c>) two servers bootstrapping at
+    /// once could trip over each other's temporary tables: mariadb-install-db failed with "Could not
+    /// remove temporary table: '/tmp/#sql-temptable-…'" and "Unknown table 'mysql.tmp_user_sys'".
+    /// </summary>
+    private string TempDirectory => Path.Combine(Directory, "tmp");
+
     /// <summary>Starts a server; <paramref name="extraArguments"/> are added to <c>mariadbd</c>'s (e.g. <c>--server-id=2</c>, <c>--log-bin</c>).</summary>
     public static async Task<MariaDbServer> StartAsync(int maxConnections = 300, IReadOnlyList<string>? extraArguments = null)
     {
@@ -46,7 +53,15 @@ public sealed class MariaDbServer : IAsyncDisposable
             Check(await ProcessRunner.RunAsync("chown", ["mysql", directory]), "chown");
         }
         var server = new MariaDbServer(directory, FreePort.Next());
-        await server.InitializeAsync(maxConnections, extraArguments ?? []);
+        try
+        {
+            await server.InitializeAsync(maxConnections, extraArguments ?? []);
+        }
+        catch
+        {
+            await server.DisposeAsync(); // stops what started and removes the directory
+            throw;
+        }
         return server;
     }
 
@@ -60,7 +75,10 @@ public sealed class MariaDbServer : IAsyncDisposable
 
     private async Task InitializeAsync(int maxConnections, IReadOnlyList<string> extraArguments)
     {
-        List<string> install = ["--no-defaults", $"--datadir={DataDirectory}", "--auth-root-authentication-method=socket", "--skip-test-db"];
+        System.IO.Directory.CreateDirectory(TempDirectory);
+        if (ProcessRunner.IsRoot)
+            Check(await ProcessRunner.RunAsync("chown", ["mysql", TempDirectory]), "chown");
+        List<string> install = ["--no-defaults", $"--datadir={DataDirectory}", $"--tmpdir={TempDirectory}", "--auth-root-authentication-method=socket", "--skip-test-db"];
         if (ProcessRunner.IsRoot)
             install.Add("--user=mysql");
         Check(await ProcessRunner.RunAsync(Tool("mariadb-install-db"), install, timeout: TimeSpan.FromMinutes(2)), "mariadb-install-db");
@@ -68,7 +86,7 @@ public sealed class MariaDbServer : IAsyncDisposable
         var info = new ProcessStartInfo(Tool("mariadbd")) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var argument in new[]
         {
-            "--no-defaults", $"--datadir={DataDirectory}", $"--port={Port.ToString(CultureInfo.InvariantCulture)}", "--bind-address=127.0.0.1",
+            "--no-defaults", $"--datadir={DataDirectory}", $"--tmpdir={TempDirectory}", $"--port={Port.ToString(CultureInfo.InvariantCulture)}", "--bind-address=127.0.0.1",
             $"--socket={Socket}", $"--pid-file={Path.Combine(Directory, "mysqld.pid")}", $"--log-error={Path.Combine(Directory, "error.log")}",
             $"--max-connections={maxConnections.ToString(CultureInfo.InvariantCulture)}", "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
             "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=0", "--skip-name-resolve", "--max-allowed-packet=64M",
