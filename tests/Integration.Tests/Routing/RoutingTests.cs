@@ -184,6 +184,61 @@ public class RoutingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task HostPoolClosedUnderAWaitingClient_TheClientIsRoutedAgain_NotDisconnected()
+    {
+        // A monitor login of its own, so that the health checks can fail while the hosts serve clients.
+        await _pair.Primary.ExecuteAsync($"CREATE ROLE mon LOGIN PASSWORD '{PostgresServer.Password}'; GRANT pg_monitor TO mon;");
+        await PoolingTests.WaitUntilAsync(async () => await _pair.Replica.ScalarAsync("SELECT count(*) FROM pg_roles WHERE rolname = 'mon'") is 1L, 30_000);
+        await using var edge = await EdgeServer.StartAsync($"""
+            users:
+              - name: app
+                password: {PostgresServer.Password}
+            pool:
+              size: 1
+              waitTimeoutMs: 60000
+            databases:
+              - name: app
+                serverUser: app
+                serverPassword: {PostgresServer.Password}
+                backends:
+                  primary: 127.0.0.1:{_pair.Primary.Port}
+                  replicas: [ "127.0.0.1:{_pair.Replica.Port}" ]
+                  monitor: {"{"} user: mon, password: {PostgresServer.Password} {"}"}
+                  healthCheck: {"{"} intervalMs: 200, timeoutMs: 2000 {"}"}
+                  breaker: {"{"} failuresToOpen: 2, cooldownMs: 200, cooldownMaxMs: 1000 {"}"}
+                  maxReplicaLagMs: 0
+                  failoverWaitMs: 60000
+            {Network}
+            """);
+        var backends = Assert.Single(edge.Get<PgPoolRegistry>().AllBackends);
+        await TopologyWaiter.WaitForAsync(backends.Monitor, t => t.ReadReplicas.Length == 1 && t.HasUsablePrimary, "the replica qualifies", TimeSpan.FromSeconds(60));
+
+        // The replica's pool has one connection: a read-only transaction holds it, the next read waits.
+        await using var holder = await edge.OpenAsync();
+        await new NpgsqlCommand("BEGIN READ ONLY", holder).ExecuteNonQueryAsync();
+        Assert.Equal((true, _pair.Replica.Port), await WhereAsync(holder));
+        await using var waiter = await edge.OpenAsync();
+        var reading = WhereAsync(waiter);
+        var replicaPool = edge.Get<PgPoolRegistry>().All.Single(p => p.Endpoint.Port == _pair.Replica.Port);
+        await PoolingTests.WaitUntilAsync(() => replicaPool.GetStats().Waiting == 1, 30_000);
+
+        // The health checks fail (their login is refused and their connections are cut): the breakers
+        // open and the hosts' pools close, the waiting client's among them. It must be routed again —
+        // waiting, within failoverWaitMs, for a usable host — not disconnected.
+        await _pair.Primary.ExecuteAsync("ALTER ROLE mon NOLOGIN");
+        await PoolingTests.WaitUntilAsync(async () => await _pair.Replica.ScalarAsync("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'mon'") is false, 30_000);
+        foreach (var server in new[] { _pair.Primary, _pair.Replica })
+            await server.ExecuteAsync("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'mon'");
+        await TopologyWaiter.WaitForAsync(backends.Monitor, t => t.Backends[1].Breaker == BreakerState.Open, "the replica's breaker opens", TimeSpan.FromSeconds(60));
+        await PoolingTests.WaitUntilAsync(() => replicaPool.Connections.GetStats().Waiting == 0, 30_000);
+        Assert.False(reading.IsCompleted && (reading.IsFaulted || reading.IsCanceled), "the waiting client was failed when its pool closed: " + reading.Exception?.GetBaseException().Message);
+
+        await _pair.Primary.ExecuteAsync("ALTER ROLE mon LOGIN");
+        var (_, port) = await reading.WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        Assert.Contains(port, new[] { _pair.Primary.Port, _pair.Replica.Port });
+    }
+
+    [Fact]
     public async Task PrimaryStopped_ReplicaPromoted_WritesMoveToIt()
     {
         await using var connection = await _edge.OpenAsync();

@@ -648,7 +648,11 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
                 }
                 catch (PoolClosedException closed)
                 {
-                    throw new PgErrorException(PgSqlState.AdminShutdown, closed.Message, fatal: true);
+                    // A host's pool closes when its breaker opens or it stops being the primary: route
+                    // again (below, within failoverWaitMs). Without backends it is the edge stopping.
+                    throw pool.Backends is null
+                        ? new PgErrorException(PgSqlState.AdminShutdown, closed.Message, fatal: true)
+                        : new PgErrorException(PgSqlState.CannotConnectNow, closed.Message);
                 }
                 AttachServer(pool, server);
                 return true;
