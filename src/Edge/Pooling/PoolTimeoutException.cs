@@ -9,6 +9,9 @@ public sealed class PoolTimeoutException(string poolName, int size, TimeSpan wai
     public TimeSpan Waited { get; } = waited;
 }
 
-/// <summary>The pool is closing (shutdown or reload removed it) and hands out no more connections.</summary>
-public sealed class PoolClosedException(string poolName)
-    : Exception($"mproxy: pool {poolName} is shutting down");
+/// <summary>The pool is closed (the edge is stopping, a reload removed it, or its host was lost) and hands out no more connections.</summary>
+public sealed class PoolClosedException(string poolName, string reason)
+    : Exception($"mproxy: pool {poolName} was closed: {reason}")
+{
+    public string Reason { get; } = reason;
+}

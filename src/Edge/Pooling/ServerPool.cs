@@ -27,6 +27,7 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
     private int _total;   // open + opening
     private int _opening;
     private bool _closed;
+    private string _closedReason = "";
     private PoolSettings _configured;
     private int? _slotLimit;
 
@@ -142,7 +143,7 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
             lock (_lock)
             {
                 if (_closed)
-                    throw new PoolClosedException(Name);
+                    throw new PoolClosedException(Name, _closedReason);
                 var now = _time.GetTimestamp();
                 // Waiters already queued go first: a newcomer never overtakes them.
                 if (!HasWaitersLocked())
@@ -212,7 +213,7 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
                 case WaitOutcome.Canceled:
                     throw new OperationCanceledException(cancellationToken);
                 default:
-                    throw new PoolClosedException(Name);
+                    throw new PoolClosedException(Name, _closedReason);
             }
             if (grant.Connection is { } granted)
             {
@@ -381,13 +382,16 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
     }
 
     /// <summary>Stops handing out connections, fails waiters and closes idle connections.</summary>
-    public void Close()
+    /// <param name="reason">Why, as waiters and later callers are told (<see cref="PoolClosedException"/>); the first close's reason stays.</param>
+    public void Close(string reason = "the edge is stopping")
     {
         List<TConnection> idle;
         List<Waiter> waiters;
         // Waiters are completed outside the lock (their continuations run inline).
         lock (_lock)
         {
+            if (!_closed)
+                _closedReason = reason;
             _closed = true;
             idle = [.. _idle];
             _total -= idle.Count;

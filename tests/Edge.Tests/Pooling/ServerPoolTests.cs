@@ -222,11 +222,15 @@ public sealed class ServerPoolTests
         var pool = Pool(size: 1, waitMs: 10_000);
         var a = await pool.AcquireAsync(default);
         var waiter = pool.AcquireAsync(default).AsTask();
-        pool.Close();
-        await Assert.ThrowsAsync<PoolClosedException>(() => waiter);
+        pool.Close("host db1:5432: its circuit breaker opened");
+        var failed = await Assert.ThrowsAsync<PoolClosedException>(() => waiter);
+        Assert.Equal("host db1:5432: its circuit breaker opened", failed.Reason);
+        Assert.EndsWith("was closed: host db1:5432: its circuit breaker opened", failed.Message, StringComparison.Ordinal);
+        pool.Close("a later close"); // the first reason stays
         pool.Return(a);
         Assert.Contains(a, _factory.Closed);
-        await Assert.ThrowsAsync<PoolClosedException>(async () => await pool.AcquireAsync(default));
+        var late = await Assert.ThrowsAsync<PoolClosedException>(async () => await pool.AcquireAsync(default));
+        Assert.Equal("host db1:5432: its circuit breaker opened", late.Reason);
     }
 
     [Fact]

@@ -77,7 +77,7 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
             if (key.Database != database || key.Host != host || !_pools.TryRemove(new(key, pool)))
                 continue;
             MySqlLog.PoolClosed(_log, pool.Name, host.ToString(), reason);
-            pool.Connections.Close();
+            pool.Connections.Close($"host {host}: {reason}");
         }
     }
 
@@ -98,7 +98,7 @@ internal sealed class MySqlPoolRegistry(INetworkConnector connector, TimeProvide
                 || database.Backends != pool.Database.Backends)
             {
                 if (_pools.TryRemove(new(key, pool)))
-                    pool.Connections.Close();
+                    pool.Connections.Close("a reload removed or changed its database");
             }
             else
             {

@@ -64,7 +64,7 @@ internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider t
             if (key.Database != database || key.Host != host || !_pools.TryRemove(new(key, pool)))
                 continue;
             PgLog.PoolClosed(_log, pool.Name, host.ToString(), reason);
-            pool.Connections.Close();
+            pool.Connections.Close($"host {host}: {reason}");
         }
     }
 
@@ -91,7 +91,7 @@ internal sealed class PgPoolRegistry(INetworkConnector connector, TimeProvider t
             if (database is null || database.ServerDatabase != pool.Database.ServerDatabase || database.Backends != pool.Database.Backends)
             {
                 if (_pools.TryRemove(new(key, pool)))
-                    pool.Connections.Close();
+                    pool.Connections.Close("a reload removed or changed its database");
             }
             else
             {
