@@ -273,12 +273,19 @@ public sealed class StatementClassifierTests
         for (var i = 0; i < 10; i++)
             StatementClassifier.Classify(bytes, dialect, rules);
 
-        var before = GC.GetAllocatedBytesForCurrentThread();
-        for (var i = 0; i < 100; i++)
-            StatementClassifier.Classify(bytes, dialect, rules);
-        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        // The least of a few rounds: the runtime itself may allocate on this thread once in a while
+        // (tiered compilation swapping in optimized code: CI saw 7.5 KB in one round of 100 calls),
+        // while an allocation of the classifier's would show in every round.
+        var least = long.MaxValue;
+        for (var round = 0; round < 5; round++)
+        {
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            for (var i = 0; i < 100; i++)
+                StatementClassifier.Classify(bytes, dialect, rules);
+            least = Math.Min(least, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
 
-        Assert.Equal(0, allocated);
+        Assert.Equal(0, least);
     }
 
     [Fact]
