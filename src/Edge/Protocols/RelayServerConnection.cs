@@ -47,6 +47,12 @@ internal abstract class RelayServerConnection<TClient>(ConnectionContext transpo
     /// <summary>The pump is flushing the client's output: the connection cannot go back to the pool yet.</summary>
     protected bool _pumpFlushing;
 
+    /// <summary>The client's loop is writing a batch to <see cref="Output"/>: the connection cannot go back to the pool yet.</summary>
+    protected bool _writerBusy;
+
+    /// <summary>Completed when the pump's flush to the client ends (for <see cref="ReleaseBetweenUnitsAsync"/>). Guarded by <see cref="_sync"/>.</summary>
+    private TaskCompletionSource? _flushEnded;
+
     /// <summary>Bytes forwarded to the client by the batch being processed.</summary>
     protected long _forwardedBytes;
 
@@ -74,6 +80,59 @@ internal abstract class RelayServerConnection<TClient>(ConnectionContext transpo
 
     /// <summary>Detaches the client if the connection may go back to the pool now; true when it did. Called under <see cref="_sync"/>.</summary>
     protected abstract bool TryReleaseLocked();
+
+    /// <summary>
+    /// Whether the client's last unit is over and the connection would go back to the pool but for
+    /// the client's write hold and the pump's flush (transaction pooling, nothing pending, no
+    /// transaction open). Called under <see cref="_sync"/>.
+    /// </summary>
+    protected abstract bool IsBetweenUnitsLocked();
+
+    /// <summary>
+    /// The client starts a new unit on the connection it still holds. The pump gives a connection back
+    /// only after flushing the last response to the client, so a fast client can send its next
+    /// statement before that: the connection is still attached though its unit is over. If so, this
+    /// waits for the flush and gives the connection back (true), so that the new unit is routed and
+    /// admitted as the new transaction it is, instead of running unrouted, and outside its budget, on
+    /// whatever host served the previous one. False (and the client keeps the connection) otherwise:
+    /// a transaction or pipelined requests are in progress, or session pooling.
+    /// </summary>
+    public ValueTask<bool> ReleaseBetweenUnitsAsync(TClient client)
+    {
+        Task? flushEnded = null;
+        lock (_sync)
+        {
+            if (!ReferenceEquals(_client, client) || !IsBetweenUnitsLocked())
+                return new ValueTask<bool>(false);
+            if (_pumpFlushing)
+                flushEnded = (_flushEnded ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+        }
+        return flushEnded is null ? new ValueTask<bool>(ReleaseHeld(client)) : ReleaseAfterFlushAsync(flushEnded, client);
+    }
+
+    private async ValueTask<bool> ReleaseAfterFlushAsync(Task flushEnded, TClient client)
+    {
+        await flushEnded;
+        return ReleaseHeld(client);
+    }
+
+    /// <summary>Gives back the connection <paramref name="client"/> holds for writing, if it is between units; true when it did.</summary>
+    private bool ReleaseHeld(TClient client)
+    {
+        bool release;
+        lock (_sync)
+        {
+            if (!ReferenceEquals(_client, client) || !IsBetweenUnitsLocked() || _pumpFlushing)
+                return false;
+            _writerBusy = false;
+            release = TryReleaseLocked();
+            if (!release)
+                _writerBusy = true;
+        }
+        if (release)
+            ReturnToPool();
+        return release;
+    }
 
     /// <summary>Gives the connection back to its pool (after <see cref="TryReleaseLocked"/>).</summary>
     protected abstract void ReturnToPool();
@@ -122,11 +181,15 @@ internal abstract class RelayServerConnection<TClient>(ConnectionContext transpo
                     if (wrote)
                         await client.FlushOutputAsync();
                     bool release;
+                    TaskCompletionSource? flushEnded;
                     lock (_sync)
                     {
                         _pumpFlushing = false;
+                        flushEnded = _flushEnded;
+                        _flushEnded = null;
                         release = TryReleaseLocked();
                     }
+                    flushEnded?.TrySetResult();
                     if (release)
                         ReturnToPool();
                 }
@@ -149,13 +212,17 @@ internal abstract class RelayServerConnection<TClient>(ConnectionContext transpo
     private async Task FailAsync(Exception? failure)
     {
         TClient? client;
+        TaskCompletionSource? flushEnded;
         lock (_sync)
         {
             client = _client;
             var first = _state != ServerConnectionState.Broken;
             _state = ServerConnectionState.Broken;
             OnBrokenLocked(failure, first);
+            flushEnded = _flushEnded;
+            _flushEnded = null;
         }
+        flushEnded?.TrySetResult(); // a client waiting for the flush finds the connection broken, not between units
         if (client is not null)
             await client.FailFromServerAsync(IsMidMessage, "mproxy: lost the connection to the server " + Endpoint + (failure is null ? "" : ": " + failure.Message));
         try

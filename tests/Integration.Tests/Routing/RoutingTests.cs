@@ -239,6 +239,44 @@ public class RoutingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task BackToBackTransactions_AreEachRouted_EvenWhenOneArrivesBeforeItsPredecessorsConnectionIsBack()
+    {
+        // The edge gives a connection back after flushing the last response to the client, so a
+        // client's next statement can arrive while the connection is still attached, its unit over.
+        // That statement is a new transaction: it must be routed (here: a read after a write, with
+        // read-your-writes off, goes to the replica), not run on the connection it happened to find.
+        await using var edge = await EdgeServer.StartAsync($"""
+            users:
+              - name: app
+                password: {PostgresServer.Password}
+            pool:
+              size: 4
+            databases:
+              - name: app
+                serverUser: app
+                serverPassword: {PostgresServer.Password}
+                backends:
+                  primary: 127.0.0.1:{_pair.Primary.Port}
+                  replicas: [ "127.0.0.1:{_pair.Replica.Port}" ]
+                  healthCheck: {"{"} intervalMs: 200, timeoutMs: 2000 {"}"}
+                  maxReplicaLagMs: 0
+                  readYourWrites: false
+            {Network}
+            """);
+        var backends = Assert.Single(edge.Get<PgPoolRegistry>().AllBackends);
+        await TopologyWaiter.WaitForAsync(backends.Monitor, t => t.ReadReplicas.Length == 1 && t.HasUsablePrimary, "the replica qualifies", TimeSpan.FromSeconds(60));
+        await using var connection = await edge.OpenAsync();
+        var onThePrimary = 0;
+        for (var i = 0; i < 300; i++)
+        {
+            await new NpgsqlCommand("UPDATE items SET v = 'x' WHERE id = -1", connection).ExecuteNonQueryAsync();
+            if (await WhereAsync(connection) is (false, _))
+                onThePrimary++;
+        }
+        Assert.Equal(0, onThePrimary);
+    }
+
+    [Fact]
     public async Task PrimaryStopped_ReplicaPromoted_WritesMoveToIt()
     {
         await using var connection = await _edge.OpenAsync();

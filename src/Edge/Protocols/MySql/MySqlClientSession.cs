@@ -869,6 +869,11 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
         var attached = await TryHoldAttachedServerAsync();
         if (_unitOpen && attached)
             return true; // the execution of the long data's unit
+        if (attached && _writing is { } held && await held.ReleaseBetweenUnitsAsync(this))
+        {
+            _writing = null; // its unit was over: this one is a new transaction, routed and admitted afresh
+            attached = false;
+        }
         _captureTokenAfterUnit = false;
         QosAdmission admission = default;
         if (_qos is not null)

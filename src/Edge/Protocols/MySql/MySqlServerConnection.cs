@@ -34,7 +34,6 @@ internal sealed class MySqlServerConnection : RelayServerConnection<MySqlClientS
     private readonly List<uint> _pendingCloses = [];
     private MySqlResponseTracker _tracker;
     private MySqlServerStatus _status;
-    private bool _writerBusy;       // the client's loop is writing a batch to Output
     private bool _unitOpen;         // the client sent long data for an execution it has not sent yet
     private bool _pinned;           // the client holds session state here: keep it attached
     private bool _infile;           // a LOCAL INFILE transfer is in progress
@@ -576,24 +575,23 @@ internal sealed class MySqlServerConnection : RelayServerConnection<MySqlClientS
         }
     }
 
+    protected override bool IsBetweenUnitsLocked() =>
+        _client is not null
+        && _state == ServerConnectionState.Attached
+        && _pool.Mode == PoolMode.Transaction
+        && _queue.Count == 0
+        && !_unitOpen
+        && !_pinned
+        && !_infile
+        && (_status & MySqlServerStatus.InTransaction) == 0
+        && (_status & MySqlServerStatus.Autocommit) != 0;
+
     protected override bool TryReleaseLocked()
     {
-        if (_client is null
-            || _state != ServerConnectionState.Attached
-            || _pool.Mode != PoolMode.Transaction
-            || _queue.Count != 0
-            || _unitOpen
-            || _pinned
-            || _infile
-            || _writerBusy
-            || _pumpFlushing
-            || (_status & MySqlServerStatus.InTransaction) != 0
-            || (_status & MySqlServerStatus.Autocommit) == 0)
-        {
+        if (_writerBusy || _pumpFlushing || !IsBetweenUnitsLocked())
             return false;
-        }
         // The client's scheduler slot goes with the connection, under this lock.
-        _client.OnTransactionReleased();
+        _client!.OnTransactionReleased(); // IsBetweenUnitsLocked: a client is attached
         _client = null;
         _state = ServerConnectionState.Idle;
         return true;

@@ -518,6 +518,11 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     private async ValueTask<bool> BeginUnitAsync(PgRequestKind kind, ReadOnlySequence<byte> message)
     {
         var attached = await TryHoldAttachedServerAsync();
+        if (attached && _writing is { } held && await held.ReleaseBetweenUnitsAsync(this))
+        {
+            _writing = null; // its unit was over: this one is a new transaction, routed and admitted afresh
+            attached = false;
+        }
         _unitClassified = false;
         var backends = _pool!.Backends;
         var info = _qos is not null || backends is not null ? UnitInfo(kind, message) : default;

@@ -32,7 +32,6 @@ internal sealed class PgServerConnection : RelayServerConnection<PgClientSession
     private readonly ILogger _log;
     private PgTransactionStatus _status = PgTransactionStatus.Idle;
     private bool _clientUnsynced;  // the client sent extended messages after its last Sync
-    private bool _writerBusy;      // the client's loop is writing a batch to Output
     private bool _skipUntilSync;   // an extended request failed: the server skips to the next Sync
     private long _bodyRemaining;   // bytes of the current server message not read yet
     private bool _bodyForward;     // whether those bytes go to the client
@@ -699,22 +698,21 @@ internal sealed class PgServerConnection : RelayServerConnection<PgClientSession
         return mode == PgResponseMode.Forward;
     }
 
+    protected override bool IsBetweenUnitsLocked() =>
+        _client is not null
+        && _state == ServerConnectionState.Attached
+        && _pool.Mode == PoolMode.Transaction
+        && _queue.Count == 0
+        && !_clientUnsynced
+        && _status == PgTransactionStatus.Idle;
+
     protected override bool TryReleaseLocked()
     {
-        if (_client is null
-            || _state != ServerConnectionState.Attached
-            || _pool.Mode != PoolMode.Transaction
-            || _queue.Count != 0
-            || _clientUnsynced
-            || _writerBusy
-            || _pumpFlushing
-            || _status != PgTransactionStatus.Idle)
-        {
+        if (_writerBusy || _pumpFlushing || !IsBetweenUnitsLocked())
             return false;
-        }
         // The client's scheduler slot goes with the connection, under this lock: by the time the
         // client's loop sees the connection gone, the slot is free too.
-        _client.OnTransactionReleased();
+        _client!.OnTransactionReleased(); // IsBetweenUnitsLocked: a client is attached
         _client = null;
         _state = ServerConnectionState.Idle;
         return true;
