@@ -23,7 +23,8 @@ internal enum ServerConnectionState
 /// the attached client. Each batch is framed by the protocol (<see cref="ProcessLocked"/>, under the
 /// connection's lock), then the client hears how many bytes and which unit completed
 /// (<see cref="RelayClientSession.OnResponses"/>), its output is flushed outside the lock, and the
-/// connection goes back to the pool if the protocol says it may (<see cref="TryReleaseLocked"/>).
+/// connection goes back to the pool if the client's unit is over (<see cref="IsBetweenUnitsLocked"/>, the
+/// protocol's test; <see cref="TryReleaseLocked"/>).
 /// When the server goes away the client is told and closed (<see cref="FailAsync"/>).
 /// </summary>
 internal abstract class RelayServerConnection<TClient>(ConnectionContext transport, HostPort endpoint)
@@ -78,8 +79,21 @@ internal abstract class RelayServerConnection<TClient>(ConnectionContext transpo
     /// </summary>
     protected abstract SequencePosition ProcessLocked(in ReadOnlySequence<byte> buffer, TClient? client, ref bool wrote);
 
-    /// <summary>Detaches the client if the connection may go back to the pool now; true when it did. Called under <see cref="_sync"/>.</summary>
-    protected abstract bool TryReleaseLocked();
+    /// <summary>
+    /// Detaches the client if the connection may go back to the pool now — its unit is over
+    /// (<see cref="IsBetweenUnitsLocked"/>) and neither the client's loop nor the pump is writing —
+    /// and frees the client's scheduler slot with it, under this lock: by the time the client's loop
+    /// sees the connection gone, the slot is free too. True when it did. Called under <see cref="_sync"/>.
+    /// </summary>
+    protected bool TryReleaseLocked()
+    {
+        if (_writerBusy || _pumpFlushing || !IsBetweenUnitsLocked())
+            return false;
+        _client!.OnTransactionReleased(); // IsBetweenUnitsLocked: a client is attached
+        _client = null;
+        _state = ServerConnectionState.Idle;
+        return true;
+    }
 
     /// <summary>
     /// Whether the client's last unit is over and the connection would go back to the pool but for

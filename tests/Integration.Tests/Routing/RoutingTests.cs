@@ -20,13 +20,24 @@ public class RoutingTests : IAsyncLifetime
     {
         await _pair.InitializeAsync();
         await _pair.Primary.ExecuteAsync("CREATE TABLE items (id int PRIMARY KEY, v text); CREATE SEQUENCE routing_seq; GRANT ALL ON items, routing_seq TO app;", PostgresServer.AppDatabase);
-        _edge = await EdgeServer.StartAsync($"""
+        _edge = await StartEdgeAsync(
+            "{ size: 4, waitTimeoutMs: 20000 }",
+            "breaker: { failuresToOpen: 2, cooldownMs: 200, cooldownMaxMs: 1000 }",
+            "failoverWaitMs: 60000");
+    }
+
+    /// <summary>
+    /// Starts an edge in front of the pair (health checks every 200 ms, no lag bound) with
+    /// <paramref name="pool"/> as its <c>pool:</c> section and <paramref name="backends"/> as further
+    /// lines of <c>backends:</c>, and waits until the replica serves reads.
+    /// </summary>
+    private async Task<EdgeServer> StartEdgeAsync(string pool, params string[] backends)
+    {
+        var edge = await EdgeServer.StartAsync($"""
             users:
               - name: app
                 password: {PostgresServer.Password}
-            pool:
-              size: 4
-              waitTimeoutMs: 20000
+            pool: {pool}
             databases:
               - name: app
                 serverUser: app
@@ -34,18 +45,22 @@ public class RoutingTests : IAsyncLifetime
                 backends:
                   primary: 127.0.0.1:{_pair.Primary.Port}
                   replicas: [ "127.0.0.1:{_pair.Replica.Port}" ]
-                  healthCheck:
-                    intervalMs: 200
-                    timeoutMs: 2000
-                  breaker:
-                    failuresToOpen: 2
-                    cooldownMs: 200
-                    cooldownMaxMs: 1000
+                  healthCheck: {"{"} intervalMs: 200, timeoutMs: 2000 {"}"}
                   maxReplicaLagMs: 0
-                  failoverWaitMs: 60000
+                  {string.Join("\n      ", backends)}
             {Network}
             """);
-        await WaitForTopologyAsync(t => t.ReadReplicas.Length == 1 && t.HasUsablePrimary, "the replica qualifies");
+        try
+        {
+            await TopologyWaiter.WaitForAsync(Assert.Single(edge.Get<PgPoolRegistry>().AllBackends).Monitor,
+                t => t.ReadReplicas.Length == 1 && t.HasUsablePrimary, "the replica qualifies", TimeSpan.FromSeconds(60));
+            return edge;
+        }
+        catch
+        {
+            await edge.DisposeAsync();
+            throw;
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -189,29 +204,12 @@ public class RoutingTests : IAsyncLifetime
         // A monitor login of its own, so that the health checks can fail while the hosts serve clients.
         await _pair.Primary.ExecuteAsync($"CREATE ROLE mon LOGIN PASSWORD '{PostgresServer.Password}'; GRANT pg_monitor TO mon;");
         await PoolingTests.WaitUntilAsync(async () => await _pair.Replica.ScalarAsync("SELECT count(*) FROM pg_roles WHERE rolname = 'mon'") is 1L, 30_000);
-        await using var edge = await EdgeServer.StartAsync($"""
-            users:
-              - name: app
-                password: {PostgresServer.Password}
-            pool:
-              size: 1
-              waitTimeoutMs: 60000
-            databases:
-              - name: app
-                serverUser: app
-                serverPassword: {PostgresServer.Password}
-                backends:
-                  primary: 127.0.0.1:{_pair.Primary.Port}
-                  replicas: [ "127.0.0.1:{_pair.Replica.Port}" ]
-                  monitor: {"{"} user: mon, password: {PostgresServer.Password} {"}"}
-                  healthCheck: {"{"} intervalMs: 200, timeoutMs: 2000 {"}"}
-                  breaker: {"{"} failuresToOpen: 2, cooldownMs: 200, cooldownMaxMs: 1000 {"}"}
-                  maxReplicaLagMs: 0
-                  failoverWaitMs: 60000
-            {Network}
-            """);
+        await using var edge = await StartEdgeAsync(
+            "{ size: 1, waitTimeoutMs: 60000 }",
+            $"monitor: {{ user: mon, password: {PostgresServer.Password} }}",
+            "breaker: { failuresToOpen: 2, cooldownMs: 200, cooldownMaxMs: 1000 }",
+            "failoverWaitMs: 60000");
         var backends = Assert.Single(edge.Get<PgPoolRegistry>().AllBackends);
-        await TopologyWaiter.WaitForAsync(backends.Monitor, t => t.ReadReplicas.Length == 1 && t.HasUsablePrimary, "the replica qualifies", TimeSpan.FromSeconds(60));
 
         // The replica's pool has one connection: a read-only transaction holds it, the next read waits.
         await using var holder = await edge.OpenAsync();
@@ -245,26 +243,7 @@ public class RoutingTests : IAsyncLifetime
         // client's next statement can arrive while the connection is still attached, its unit over.
         // That statement is a new transaction: it must be routed (here: a read after a write, with
         // read-your-writes off, goes to the replica), not run on the connection it happened to find.
-        await using var edge = await EdgeServer.StartAsync($"""
-            users:
-              - name: app
-                password: {PostgresServer.Password}
-            pool:
-              size: 4
-            databases:
-              - name: app
-                serverUser: app
-                serverPassword: {PostgresServer.Password}
-                backends:
-                  primary: 127.0.0.1:{_pair.Primary.Port}
-                  replicas: [ "127.0.0.1:{_pair.Replica.Port}" ]
-                  healthCheck: {"{"} intervalMs: 200, timeoutMs: 2000 {"}"}
-                  maxReplicaLagMs: 0
-                  readYourWrites: false
-            {Network}
-            """);
-        var backends = Assert.Single(edge.Get<PgPoolRegistry>().AllBackends);
-        await TopologyWaiter.WaitForAsync(backends.Monitor, t => t.ReadReplicas.Length == 1 && t.HasUsablePrimary, "the replica qualifies", TimeSpan.FromSeconds(60));
+        await using var edge = await StartEdgeAsync("{ size: 4 }", "readYourWrites: false");
         await using var connection = await edge.OpenAsync();
         var onThePrimary = 0;
         for (var i = 0; i < 300; i++)

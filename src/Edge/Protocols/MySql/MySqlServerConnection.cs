@@ -586,17 +586,6 @@ internal sealed class MySqlServerConnection : RelayServerConnection<MySqlClientS
         && (_status & MySqlServerStatus.InTransaction) == 0
         && (_status & MySqlServerStatus.Autocommit) != 0;
 
-    protected override bool TryReleaseLocked()
-    {
-        if (_writerBusy || _pumpFlushing || !IsBetweenUnitsLocked())
-            return false;
-        // The client's scheduler slot goes with the connection, under this lock.
-        _client!.OnTransactionReleased(); // IsBetweenUnitsLocked: a client is attached
-        _client = null;
-        _state = ServerConnectionState.Idle;
-        return true;
-    }
-
     protected override void ReturnToPool() => _pool.Return(this);
 
     protected override bool IsMidMessage => _bodyRemaining > 0 || _continuation;

@@ -706,18 +706,6 @@ internal sealed class PgServerConnection : RelayServerConnection<PgClientSession
         && !_clientUnsynced
         && _status == PgTransactionStatus.Idle;
 
-    protected override bool TryReleaseLocked()
-    {
-        if (_writerBusy || _pumpFlushing || !IsBetweenUnitsLocked())
-            return false;
-        // The client's scheduler slot goes with the connection, under this lock: by the time the
-        // client's loop sees the connection gone, the slot is free too.
-        _client!.OnTransactionReleased(); // IsBetweenUnitsLocked: a client is attached
-        _client = null;
-        _state = ServerConnectionState.Idle;
-        return true;
-    }
-
     protected override void ReturnToPool() => _pool.Return(this);
 
     protected override bool IsMidMessage => _bodyRemaining > 0;
