@@ -30,7 +30,7 @@ start_bench_postgres "$work" "$pg_port" "$SCALE"
 
 start() { # env dll port log args
   # shellcheck disable=SC2086 # the env settings and extra arguments are lists of words
-  env $1 dotnet "$2" --listen "127.0.0.1:$3" --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" \
+  setsid env $1 dotnet "$2" --listen "127.0.0.1:$3" --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" \
     --pool-size "$POOL" --pool-mode transaction --log-level Warning $5 > "$4" 2>&1 &
   pids+=("$!")
 }

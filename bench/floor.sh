@@ -36,17 +36,17 @@ pids+=("$(start_bench_pgbouncer "$work" "$pg_port" "$bouncer_port" "$POOL")")
 
 dotnet build "$root/src/Edge/MProxy.Edge.csproj" -c Release -v quiet -nologo >/dev/null
 dotnet build "$root/bench/RelayFloor/MProxy.Bench.RelayFloor.csproj" -c Release -v quiet -nologo >/dev/null
-dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.1:$mproxy_port" \
+setsid dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.1:$mproxy_port" \
   --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" --pool-size "$POOL" --pool-mode transaction \
   --transport sockets --log-level Warning > "$work/mproxy.log" 2>&1 &
 pids+=("$!")
-dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.1:$mproxy_epoll_port" \
+setsid dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.1:$mproxy_epoll_port" \
   --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" --pool-size "$POOL" --pool-mode transaction \
   --transport epoll --log-level Warning > "$work/mproxy-epoll.log" 2>&1 &
 pids+=("$!")
-dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" "$relay_port" 127.0.0.1 "$pg_port" > "$work/relay.log" 2>&1 &
+setsid dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" "$relay_port" 127.0.0.1 "$pg_port" > "$work/relay.log" 2>&1 &
 pids+=("$!")
-dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" --epoll "$epoll_port" 127.0.0.1 "$pg_port" > "$work/relay-epoll.log" 2>&1 &
+setsid dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" --epoll "$epoll_port" 127.0.0.1 "$pg_port" > "$work/relay-epoll.log" 2>&1 &
 pids+=("$!")
 names=(PgBouncer "mproxy --transport sockets" "mproxy --transport epoll" relay-floor relay-floor-epoll)
 ports=("$bouncer_port" "$mproxy_port" "$mproxy_epoll_port" "$relay_port" "$epoll_port")

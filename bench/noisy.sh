@@ -140,12 +140,12 @@ YAML
 }
 dotnet build "$root/src/Edge/MProxy.Edge.csproj" -c Release -v quiet -nologo >/dev/null
 write_mproxy_config "$work/mproxy.yaml" "$mproxy_port" qos
-dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --config "$work/mproxy.yaml" --log-level Warning > "$work/mproxy.log" 2>&1 &
+setsid dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --config "$work/mproxy.yaml" --log-level Warning > "$work/mproxy.log" 2>&1 &
 pids+=($!)
 wait_ports=("$bouncer_port" "$mproxy_port")
 if [[ " ${targets[*]} " == *" mproxy-noqos "* ]]; then
   write_mproxy_config "$work/mproxy-noqos.yaml" "$noqos_port" none
-  dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --config "$work/mproxy-noqos.yaml" --log-level Warning > "$work/mproxy-noqos.log" 2>&1 &
+  setsid dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --config "$work/mproxy-noqos.yaml" --log-level Warning > "$work/mproxy-noqos.log" 2>&1 &
   pids+=($!)
   wait_ports+=("$noqos_port")
 fi

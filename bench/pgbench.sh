@@ -4,6 +4,10 @@
 # Starts a throwaway PostgreSQL, PgBouncer (transaction mode) and mproxy (transaction mode), both
 # with the same pool size, and runs pgbench through each and directly, interleaved, ROUNDS times;
 # prints the median TPS of each and the ratios mproxy/direct and mproxy/PgBouncer.
+# Each proxy runs in a session of its own, as a service would: PgBouncer daemonizes, mproxy is
+# started with setsid. The kernel's autogroup scheduling (sched_autogroup_enabled, on by default)
+# shares CPU between sessions first, so an mproxy left in this script's session would share one
+# scheduling group with pgbench's threads while PgBouncer had a group to itself.
 #
 # Usage: bench/pgbench.sh [rows...]      rows: select50 tpcb50 select250 prepared50 extended50
 # Env:   DURATION=20 ROUNDS=3 POOL=20 SCALE=10 WARMUP=40
@@ -43,7 +47,7 @@ start_bench_postgres "$work" "$pg_port" "$SCALE"
 bouncer_pid=$(start_bench_pgbouncer "$work" "$pg_port" "$bouncer_port" "$POOL")
 
 dotnet build "$root/src/Edge/MProxy.Edge.csproj" -c Release -v quiet -nologo >/dev/null
-dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.1:$mproxy_port" \
+setsid dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.1:$mproxy_port" \
   --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" --pool-size "$POOL" --pool-mode transaction \
   --admin-listen "127.0.0.1:$mproxy_admin" --log-level Warning > "$work/mproxy.log" 2>&1 &
 mproxy_pid=$!
@@ -51,7 +55,7 @@ pids+=("$mproxy_pid" "$bouncer_pid")
 ports=("$bouncer_port" "$mproxy_port")
 if [ -n "$candidate" ]; then
   # shellcheck disable=SC2086 # CANDIDATE_ENV and CANDIDATE_ARGS are lists of words
-  env $CANDIDATE_ENV dotnet "${CANDIDATE_DLL:-$root/src/Edge/bin/Release/net10.0/mproxy.dll}" --listen "127.0.0.1:$candidate_port" \
+  setsid env $CANDIDATE_ENV dotnet "${CANDIDATE_DLL:-$root/src/Edge/bin/Release/net10.0/mproxy.dll}" --listen "127.0.0.1:$candidate_port" \
     --primary "postgres://bench:bench@127.0.0.1:$pg_port/bench" --pool-size "$POOL" --pool-mode transaction \
     --admin-listen "127.0.0.1:$candidate_admin" --log-level Warning $CANDIDATE_ARGS > "$work/candidate.log" 2>&1 &
   candidate_pid=$!

@@ -122,7 +122,7 @@ YAML
       failoverWaitMs: 10000
 YAML
   fi
-  dotnet "$mproxy_dll" --config "$config" --log-level Warning > "${config%.yaml}.log" 2>&1 &
+  setsid dotnet "$mproxy_dll" --config "$config" --log-level Warning > "${config%.yaml}.log" 2>&1 &
   pids+=($!)
   wait_port "$port"
 }

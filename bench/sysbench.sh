@@ -79,14 +79,14 @@ databases:
 YAML
 dotnet build "$root/src/Edge/MProxy.Edge.csproj" -c Release -v quiet -nologo >/dev/null
 # Socket completions inline on the epoll threads: no thread-pool hop per packet (recommended for the edge).
-DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --config "$work/mproxy.yaml" --log-level Warning > "$work/mproxy.log" 2>&1 &
+DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 setsid dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --config "$work/mproxy.yaml" --log-level Warning > "$work/mproxy.log" 2>&1 &
 pids+=($!)
-socat "TCP-LISTEN:$relay_port,bind=127.0.0.1,fork,reuseaddr,nodelay,backlog=512" "TCP:127.0.0.1:$db_port,nodelay" &
+setsid socat "TCP-LISTEN:$relay_port,bind=127.0.0.1,fork,reuseaddr,nodelay,backlog=512" "TCP:127.0.0.1:$db_port,nodelay" &
 pids+=($!)
 dotnet build "$root/bench/RelayFloor/MProxy.Bench.RelayFloor.csproj" -c Release -v quiet -nologo >/dev/null
-dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" "$floor_port" 127.0.0.1 "$db_port" > "$work/relay-floor.log" 2>&1 &
+setsid dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" "$floor_port" 127.0.0.1 "$db_port" > "$work/relay-floor.log" 2>&1 &
 pids+=($!)
-dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" --epoll "$epoll_port" 127.0.0.1 "$db_port" > "$work/relay-epoll.log" 2>&1 &
+setsid dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" --epoll "$epoll_port" 127.0.0.1 "$db_port" > "$work/relay-epoll.log" 2>&1 &
 pids+=($!)
 for port in "$mysql_port" "$relay_port" "$floor_port" "$epoll_port"; do
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
