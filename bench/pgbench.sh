@@ -2,7 +2,8 @@
 # mproxy against a direct connection and PgBouncer, side by side, in one run on this machine.
 #
 # Starts a throwaway PostgreSQL, PgBouncer (transaction mode) and mproxy (transaction mode), both
-# with the same pool size, and runs pgbench through each and directly, interleaved, ROUNDS times;
+# with the same pool size, and runs pgbench through each and directly, interleaved (each round
+# starting with the next of them), ROUNDS times;
 # prints the median TPS of each and the ratios mproxy/direct and mproxy/PgBouncer.
 # Each proxy runs in a session of its own, as a service would: PgBouncer daemonizes, mproxy is
 # started with setsid. The kernel's autogroup scheduling (sched_autogroup_enabled, on by default)
@@ -107,8 +108,13 @@ median1() { python3 -c 'import sys,math,statistics; v=[float(x) for x in sys.arg
 # figure on a shared box: TPS moves with whatever else runs, the proxy's own cost per query does not.
 # B/tx is what the edge's runtime allocated per transaction (dotnet_gc_heap_total_allocated_bytes_total
 # from its /metrics, which the edge serves on an admin port here): the hot path's garbage.
+# The warm-up also waits in the pool (250 clients) for a while, so that the code of waiting leases is
+# compiled with optimizations before select250 is measured.
 for port in "${ports[@]}"; do
-  [ "$WARMUP" -gt 0 ] && pgbench -n -S -T "$WARMUP" -c 50 -j 2 -h 127.0.0.1 -p "$port" -U bench bench >/dev/null 2>&1 || true
+  if [ "$WARMUP" -gt 0 ]; then
+    pgbench -n -S -T "$WARMUP" -c 50 -j 2 -h 127.0.0.1 -p "$port" -U bench bench >/dev/null 2>&1 || true
+    pgbench -n -S -T $(( (WARMUP + 3) / 4 )) -c 250 -j 2 -h 127.0.0.1 -p "$port" -U bench bench >/dev/null 2>&1 || true
+  fi
 done
 
 header='| row | direct TPS | PgBouncer TPS | mproxy TPS | mproxy/direct | mproxy/PgBouncer | mproxy failed tx | PgBouncer CPU µs/tx | mproxy CPU µs/tx | mproxy B/tx |'
@@ -117,13 +123,18 @@ rule='|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
 printf '\n%s\n%s\n' "$header" "$rule"
 for row in "${rows[@]}"; do
   d=(); b=(); m=(); bc=(); mc=(); ma=(); k=(); kc=(); ka=(); mf=0
+  targets=(direct bouncer mproxy); [ -n "$candidate" ] && targets+=(candidate)
   for ((r = 1; r <= ROUNDS; r++)); do
-    read -r t _ _ _ < <(run_pgbench "$pg_port" "$row"); d+=("$t")
-    read -r t _ c _ < <(run_pgbench "$bouncer_port" "$row" "$bouncer_pid"); b+=("$t"); bc+=("$c")
-    read -r t f c a < <(run_pgbench "$mproxy_port" "$row" "$mproxy_pid" "$mproxy_admin"); m+=("$t"); mc+=("$c"); ma+=("$a"); [ "$f" = "?" ] || mf=$((mf + f))
-    if [ -n "$candidate" ]; then
-      read -r t _ c a < <(run_pgbench "$candidate_port" "$row" "$candidate_pid" "$candidate_admin"); k+=("$t"); kc+=("$c"); ka+=("$a")
-    fi
+    # Each round starts with the next target: whatever PostgreSQL does in the background after a
+    # round (checkpoints, autovacuum after TPC-B's updates) does not always fall on the same one.
+    for ((i = 0; i < ${#targets[@]}; i++)); do
+      case ${targets[(i + r - 1) % ${#targets[@]}]} in
+        direct) read -r t _ _ _ < <(run_pgbench "$pg_port" "$row"); d+=("$t") ;;
+        bouncer) read -r t _ c _ < <(run_pgbench "$bouncer_port" "$row" "$bouncer_pid"); b+=("$t"); bc+=("$c") ;;
+        mproxy) read -r t f c a < <(run_pgbench "$mproxy_port" "$row" "$mproxy_pid" "$mproxy_admin"); m+=("$t"); mc+=("$c"); ma+=("$a"); [ "$f" = "?" ] || mf=$((mf + f)) ;;
+        candidate) read -r t _ c a < <(run_pgbench "$candidate_port" "$row" "$candidate_pid" "$candidate_admin"); k+=("$t"); kc+=("$c"); ka+=("$a") ;;
+      esac
+    done
   done
   dm=$(median "${d[@]}"); bm=$(median "${b[@]}"); mm=$(median "${m[@]}"); bcm=$(median1 "${bc[@]}"); mcm=$(median1 "${mc[@]}")
   rd=$(python3 -c "print(f'{$mm/$dm:.2f}' if $dm else 'n/a')"); rb=$(python3 -c "print(f'{$mm/$bm:.2f}' if $bm else 'n/a')")
