@@ -19,7 +19,7 @@
 #        later), hence 40 s.
 #        CANDIDATE_DLL=path/to/mproxy.dll, CANDIDATE_ENV="NAME=value ..." and/or CANDIDATE_ARGS="--option
 #        value ..." add a second mproxy (another build, or the same build with other runtime settings or
-#        options, e.g. CANDIDATE_ARGS="--transport epoll"), measured in the same rounds and printed as
+#        options, e.g. CANDIDATE_ARGS="--transport sockets"), measured in the same rounds and printed as
 #        its own columns: the A/B comparison this noisy box allows.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -88,7 +88,7 @@ public enum NetworkTransport
 }
 
 /// <summary><c>network:</c> — how database connections (clients' and servers') are read and written.</summary>
-/// <param name="Transport"><c>sockets</c> (default: the runtime's socket engine) or <c>epoll</c> (opt-in: the edge's own PgBouncer-style event loops; Linux x86-64/arm64).</param>
+/// <param name="Transport"><c>epoll</c> (the edge's own PgBouncer-style event loops; the file's default on Linux x86-64/arm64) or <c>sockets</c> (the runtime's socket engine; the default elsewhere, and of a configuration built in code).</param>
 /// <param name="EpollLoops">Event-loop threads of the epoll transport (the file's default: one per core); connections are spread over them in turn.</param>
 public sealed record NetworkConfig(NetworkTransport Transport = NetworkTransport.Sockets, int EpollLoops = 1);
 

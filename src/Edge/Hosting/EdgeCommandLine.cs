@@ -18,7 +18,7 @@ public static class EdgeCommandLine
         var auth = new Option<string?>("--auth") { Description = "client authentication: scram-sha-256 (default), md5 or trust" };
         var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM certificate (and chain) for TLS to clients (tls.certificate)" };
         var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert (tls.key)" };
-        var transport = new Option<string?>("--transport") { Description = "sockets (default: the runtime's socket engine) or epoll (the edge's own event loops, Linux) for database connections (network.transport)" };
+        var transport = new Option<string?>("--transport") { Description = "epoll (default on Linux: the edge's own event loops) or sockets (the runtime's socket engine) for database connections (network.transport)" };
         var epollLoops = new Option<int?>("--epoll-loops") { Description = "event-loop threads of the epoll transport (network.epollLoops, default: one per core)" };
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Trace, Debug, Information (default), Warning, Error", DefaultValueFactory = _ => LogLevel.Information };
 

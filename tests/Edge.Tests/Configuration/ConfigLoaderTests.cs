@@ -65,9 +65,11 @@ public sealed class ConfigLoaderTests
     }
 
     [Fact]
-    public void Load_Network_DefaultsToSocketsAndTakesEpollFromFileOrCommandLine()
+    public void Load_Network_DefaultsToEpollWhereSupportedAndTakesEitherFromFileOrCommandLine()
     {
-        Assert.Equal(new NetworkConfig(NetworkTransport.Sockets, Math.Min(Environment.ProcessorCount, 64)), ConfigLoader.LoadYaml(Minimal).Network);
+        var expected = MProxy.Edge.Networking.Epoll.EpollNative.IsSupported ? NetworkTransport.Epoll : NetworkTransport.Sockets;
+        Assert.Equal(new NetworkConfig(expected, Math.Min(Environment.ProcessorCount, 64)), ConfigLoader.LoadYaml(Minimal).Network);
+        Assert.Equal(NetworkTransport.Sockets, ConfigLoader.LoadYaml("network: { transport: sockets }\n" + Minimal).Network.Transport);
         Assert.Equal(new NetworkConfig(NetworkTransport.Epoll, 2), ConfigLoader.LoadYaml("network: { transport: epoll, epollLoops: 2 }\n" + Minimal).Network);
         var fromCommandLine = ConfigLoader.Load(new CommandLineOverrides
         {

@@ -11,7 +11,7 @@ public class MySqlQueryTests(MariaDbFixture fixture) : IAsyncLifetime
 
     private MySqlEdgeServer Edge => _edge!;
 
-    /// <summary>The edge's <c>network:</c> section (the runtime's sockets, the default, here; <see cref="MySqlQueryTestsOnEpoll"/> runs the same tests on the epoll transport).</summary>
+    /// <summary>The edge's <c>network:</c> section (the default here; <see cref="MySqlQueryTestsOnSockets"/> runs the same tests on the runtime's sockets).</summary>
     protected virtual string Network => "";
 
     /// <summary>Appended to the names of the tables this class writes, so that it and its twin on the other transport never share one.</summary>
@@ -122,11 +122,11 @@ public class MySqlQueryTests(MariaDbFixture fixture) : IAsyncLifetime
     }
 }
 
-/// <summary><see cref="MySqlQueryTests"/> on the edge's own epoll transport.</summary>
+/// <summary><see cref="MySqlQueryTests"/> on the runtime's socket transport.</summary>
 [Collection(MariaDbCollection.Name)]
-public sealed class MySqlQueryTestsOnEpoll(MariaDbFixture fixture) : MySqlQueryTests(fixture)
+public sealed class MySqlQueryTestsOnSockets(MariaDbFixture fixture) : MySqlQueryTests(fixture)
 {
-    protected override string Network => "network: { transport: epoll }";
+    protected override string Network => "network: { transport: sockets }";
 
-    protected override string Suffix => "_epoll";
+    protected override string Suffix => "_sockets";
 }

@@ -18,7 +18,7 @@ public class MySqlTlsTests(MariaDbFixture fixture) : IDisposable
         GC.SuppressFinalize(this);
     }
 
-    /// <summary>The edge's <c>network:</c> section (the runtime's sockets, the default, here; <see cref="MySqlTlsTestsOnEpoll"/> runs the same tests on the epoll transport).</summary>
+    /// <summary>The edge's <c>network:</c> section (the default here; <see cref="MySqlTlsTestsOnSockets"/> runs the same tests on the runtime's sockets).</summary>
     protected virtual string Network => "";
 
     private Task<MySqlEdgeServer> StartAsync(string mode = "allow") =>
@@ -117,9 +117,9 @@ public class MySqlTlsTests(MariaDbFixture fixture) : IDisposable
     }
 }
 
-/// <summary><see cref="MySqlTlsTests"/> on the edge's own epoll transport.</summary>
+/// <summary><see cref="MySqlTlsTests"/> on the runtime's socket transport.</summary>
 [Collection(MariaDbCollection.Name)]
-public sealed class MySqlTlsTestsOnEpoll(MariaDbFixture fixture) : MySqlTlsTests(fixture)
+public sealed class MySqlTlsTestsOnSockets(MariaDbFixture fixture) : MySqlTlsTests(fixture)
 {
-    protected override string Network => "network: { transport: epoll }";
+    protected override string Network => "network: { transport: sockets }";
 }

@@ -10,7 +10,7 @@ public class PoolingTests(PostgresFixture postgres)
 {
     private PostgresServer Server => postgres.Server;
 
-    /// <summary>The edge's <c>network:</c> section (the runtime's sockets, the default, here; <see cref="PoolingTestsOnEpoll"/> runs the same tests on the epoll transport).</summary>
+    /// <summary>The edge's <c>network:</c> section (the default here; <see cref="PoolingTestsOnSockets"/> runs the same tests on the runtime's sockets).</summary>
     protected virtual string Network => "";
 
     /// <summary>Appended to the names of the tables this class writes, so that it and its twin on the other transport never share one.</summary>
@@ -301,10 +301,10 @@ public class PoolingTests(PostgresFixture postgres)
     }
 }
 
-/// <summary><see cref="PoolingTests"/> on the edge's own epoll transport.</summary>
-public sealed class PoolingTestsOnEpoll(PostgresFixture postgres) : PoolingTests(postgres)
+/// <summary><see cref="PoolingTests"/> on the runtime's socket transport.</summary>
+public sealed class PoolingTestsOnSockets(PostgresFixture postgres) : PoolingTests(postgres)
 {
-    protected override string Network => "network: { transport: epoll }";
+    protected override string Network => "network: { transport: sockets }";
 
-    protected override string Suffix => "_epoll";
+    protected override string Suffix => "_sockets";
 }

@@ -10,7 +10,7 @@ public class ProtocolTests(PostgresFixture postgres) : IAsyncLifetime
 {
     private EdgeServer _edge = null!;
 
-    /// <summary>The edge's <c>network:</c> section (the runtime's sockets, the default, here; <see cref="ProtocolTestsOnEpoll"/> runs the same tests on the epoll transport).</summary>
+    /// <summary>The edge's <c>network:</c> section (the default here; <see cref="ProtocolTestsOnSockets"/> runs the same tests on the runtime's sockets).</summary>
     protected virtual string Network => "";
 
     /// <summary>Appended to the names of the tables this class writes, so that it and its twin on the other transport never share one.</summary>
@@ -193,10 +193,10 @@ public class ProtocolTests(PostgresFixture postgres) : IAsyncLifetime
     }
 }
 
-/// <summary><see cref="ProtocolTests"/> on the edge's own epoll transport.</summary>
-public sealed class ProtocolTestsOnEpoll(PostgresFixture postgres) : ProtocolTests(postgres)
+/// <summary><see cref="ProtocolTests"/> on the runtime's socket transport.</summary>
+public sealed class ProtocolTestsOnSockets(PostgresFixture postgres) : ProtocolTests(postgres)
 {
-    protected override string Network => "network: { transport: epoll }";
+    protected override string Network => "network: { transport: sockets }";
 
-    protected override string Suffix => "_epoll";
+    protected override string Suffix => "_sockets";
 }

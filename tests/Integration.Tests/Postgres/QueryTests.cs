@@ -9,7 +9,7 @@ public class QueryTests(PostgresFixture postgres) : IAsyncLifetime
 {
     private EdgeServer _edge = null!;
 
-    /// <summary>The edge's <c>network:</c> section (the runtime's sockets, the default, here; <see cref="QueryTestsOnEpoll"/> runs the same tests on the epoll transport).</summary>
+    /// <summary>The edge's <c>network:</c> section (the default here; <see cref="QueryTestsOnSockets"/> runs the same tests on the runtime's sockets).</summary>
     protected virtual string Network => "";
 
     /// <summary>Appended to the names of the tables this class writes, so that it and its twin on the other transport never share one.</summary>
@@ -180,10 +180,10 @@ public class QueryTests(PostgresFixture postgres) : IAsyncLifetime
     }
 }
 
-/// <summary><see cref="QueryTests"/> on the edge's own epoll transport.</summary>
-public sealed class QueryTestsOnEpoll(PostgresFixture postgres) : QueryTests(postgres)
+/// <summary><see cref="QueryTests"/> on the runtime's socket transport.</summary>
+public sealed class QueryTestsOnSockets(PostgresFixture postgres) : QueryTests(postgres)
 {
-    protected override string Network => "network: { transport: epoll }";
+    protected override string Network => "network: { transport: sockets }";
 
-    protected override string Suffix => "_epoll";
+    protected override string Suffix => "_sockets";
 }

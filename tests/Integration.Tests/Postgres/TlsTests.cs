@@ -27,7 +27,7 @@ public class TlsTests(PostgresFixture postgres) : IDisposable
             primary: 127.0.0.1:{postgres.Server.Port}
         """ + "\n" + _certificate.Yaml(mode) + "\n" + Network;
 
-    /// <summary>The edge's <c>network:</c> section (the runtime's sockets, the default, here; <see cref="TlsTestsOnEpoll"/> runs the same tests on the epoll transport).</summary>
+    /// <summary>The edge's <c>network:</c> section (the default here; <see cref="TlsTestsOnSockets"/> runs the same tests on the runtime's sockets).</summary>
     protected virtual string Network => "";
 
     public void Dispose()
@@ -192,8 +192,8 @@ public class TlsTests(PostgresFixture postgres) : IDisposable
     }
 }
 
-/// <summary><see cref="TlsTests"/> on the edge's own epoll transport.</summary>
-public sealed class TlsTestsOnEpoll(PostgresFixture postgres) : TlsTests(postgres)
+/// <summary><see cref="TlsTests"/> on the runtime's socket transport.</summary>
+public sealed class TlsTestsOnSockets(PostgresFixture postgres) : TlsTests(postgres)
 {
-    protected override string Network => "network: { transport: epoll }";
+    protected override string Network => "network: { transport: sockets }";
 }

@@ -13,7 +13,7 @@ public class RoutingTests : IAsyncLifetime
     private readonly PrimaryReplicaPair _pair = new();
     private EdgeServer _edge = null!;
 
-    /// <summary>The edge's <c>network:</c> section (the default transport here; <see cref="RoutingTestsOnEpoll"/> runs the same tests on the epoll transport).</summary>
+    /// <summary>The edge's <c>network:</c> section (the default here; <see cref="RoutingTestsOnSockets"/> runs the same tests on the runtime's sockets).</summary>
     protected virtual string Network => "";
 
     public async ValueTask InitializeAsync()
@@ -280,8 +280,8 @@ public class RoutingTests : IAsyncLifetime
     }
 }
 
-/// <summary><see cref="RoutingTests"/> on the epoll transport: failover is where a transport's handling of closed and refused connections shows.</summary>
-public sealed class RoutingTestsOnEpoll : RoutingTests
+/// <summary><see cref="RoutingTests"/> on the runtime's sockets: failover is where a transport's handling of closed and refused connections shows.</summary>
+public sealed class RoutingTestsOnSockets : RoutingTests
 {
-    protected override string Network => "network: { transport: epoll }";
+    protected override string Network => "network: { transport: sockets }";
 }
