@@ -23,7 +23,7 @@ internal enum ServerConnectionState
 /// the attached client. Each batch is framed by the protocol (<see cref="ProcessLocked"/>, under the
 /// connection's lock), then the client hears how many bytes and which unit completed
 /// (<see cref="RelayClientSession.OnResponses"/>), its output is flushed outside the lock, and the
-/// connection goes back to the pool if the client's unit is over (<see cref="IsBetweenUnitsLocked"/>, the
+/// connection goes back to the pool if the client's unit is over (<see cref="IsUnitOverLocked"/>, the
 /// protocol's test; <see cref="TryReleaseLocked"/>).
 /// When the server goes away the client is told and closed (<see cref="FailAsync"/>).
 /// </summary>
@@ -96,11 +96,17 @@ internal abstract class RelayServerConnection<TClient>(ConnectionContext transpo
     }
 
     /// <summary>
-    /// Whether the client's last unit is over and the connection would go back to the pool but for
-    /// the client's write hold and the pump's flush (transaction pooling, nothing pending, no
-    /// transaction open). Called under <see cref="_sync"/>.
+    /// Whether a client is attached, its last unit is over and the connection would go back to the
+    /// pool but for the client's write hold and the pump's flush. Called under <see cref="_sync"/>.
     /// </summary>
-    protected abstract bool IsBetweenUnitsLocked();
+    private bool IsBetweenUnitsLocked() =>
+        _client is not null && _state == ServerConnectionState.Attached && IsUnitOverLocked();
+
+    /// <summary>
+    /// The protocol's part of <see cref="IsBetweenUnitsLocked"/>, asked while a client is attached:
+    /// transaction pooling, nothing pending, no transaction open. Called under <see cref="_sync"/>.
+    /// </summary>
+    protected abstract bool IsUnitOverLocked();
 
     /// <summary>
     /// The client starts a new unit on the connection it still holds. The pump gives a connection back

@@ -575,10 +575,8 @@ internal sealed class MySqlServerConnection : RelayServerConnection<MySqlClientS
         }
     }
 
-    protected override bool IsBetweenUnitsLocked() =>
-        _client is not null
-        && _state == ServerConnectionState.Attached
-        && _pool.Mode == PoolMode.Transaction
+    protected override bool IsUnitOverLocked() =>
+        _pool.Mode == PoolMode.Transaction
         && _queue.Count == 0
         && !_unitOpen
         && !_pinned

@@ -698,10 +698,8 @@ internal sealed class PgServerConnection : RelayServerConnection<PgClientSession
         return mode == PgResponseMode.Forward;
     }
 
-    protected override bool IsBetweenUnitsLocked() =>
-        _client is not null
-        && _state == ServerConnectionState.Attached
-        && _pool.Mode == PoolMode.Transaction
+    protected override bool IsUnitOverLocked() =>
+        _pool.Mode == PoolMode.Transaction
         && _queue.Count == 0
         && !_clientUnsynced
         && _status == PgTransactionStatus.Idle;
