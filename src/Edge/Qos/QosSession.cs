@@ -282,26 +282,28 @@ internal sealed class QosSession : IDisposable
         var admission = Admit(hints, fingerprint, kind, inTransaction);
         if (admission.IsAdmitted || !admission.MayWait)
             return new ValueTask<QosAdmission>(admission);
-        return WaitForBudgetAsync(admission.Rejection.RetryAfter, cancellationToken);
+        return WaitForBudgetAsync(admission, cancellationToken);
     }
 
-    private async ValueTask<QosAdmission> WaitForBudgetAsync(TimeSpan retryAfter, CancellationToken cancellationToken)
+    private async ValueTask<QosAdmission> WaitForBudgetAsync(QosAdmission admission, CancellationToken cancellationToken)
     {
+        var ticket = _ticket!;
         try
         {
             while (true)
             {
-                // Waits in slices: the rate the wait was computed from may rise meanwhile (a new
-                // lease, or the local share after a lease expired), and the statement should not
-                // sleep out a wait computed at the old rate.
-                await Task.Delay(retryAfter < BudgetRecheck ? retryAfter : BudgetRecheck, _gate.Time, cancellationToken);
-                var admission = RetryBudget();
-                if (admission.IsAdmitted || !admission.MayWait)
-                    return admission;
-                // The next try comes no later than the end of the statement's allowance.
+                // The first in line sleeps until its estimated turn; the others until the bucket
+                // wakes them (they become first). Both wait in slices, so a wake-up the statement
+                // missed, or a rate that rose meanwhile, costs at most one slice; and none sleeps
+                // past the end of its allowance.
+                var retryAfter = admission.Rejection.RetryAfter;
+                var wait = ticket.IsFirst && retryAfter < BudgetRecheck ? retryAfter : BudgetRecheck;
                 var allowance = admission.Group!.MaxBudgetWait;
                 var left = admission.Rejection.Waited < allowance ? allowance - admission.Rejection.Waited : TimeSpan.Zero;
-                retryAfter = admission.Rejection.RetryAfter < left ? admission.Rejection.RetryAfter : left;
+                await ticket.WaitAsync(wait < left ? wait : left, _gate.Time, cancellationToken);
+                admission = RetryBudget();
+                if (admission.IsAdmitted || !admission.MayWait)
+                    return admission;
             }
         }
         catch (OperationCanceledException)

@@ -38,7 +38,12 @@ internal readonly record struct RuUsage(double Charged, double Forgiven, double 
 /// in line a newcomer is not admitted ahead of them. Without the line every waiter raced the others
 /// and newcomers for each repayment, and one could lose every race of its whole wait. A ticket that
 /// stops asking (its statement gave up) leaves the line (<see cref="Leave"/>), and one that outstays
-/// its deadline is dropped, so the line never stalls.
+/// its deadline is dropped, so the line never stalls. The bucket wakes the ticket that comes first
+/// (<see cref="RuBudgetTicket.WaitAsync"/>) when the one before it is admitted or leaves, and wakes
+/// the first again when a lease or new settings raise what it may spend: only the first in line
+/// sleeps on the clock (until its estimated turn), the others sleep until woken. Were they to poll
+/// at their estimated turns, every waiter behind a first one that is a little late would poll
+/// every millisecond, and on a loaded machine the polling delays the first one further.
 /// </para>
 /// <para>
 /// Thread-safe: every member takes the bucket's own lock (one bucket per tenant and group, so
@@ -167,7 +172,7 @@ internal sealed class RuBucket
             if (retryAfter <= maxWait)
             {
                 var patience = (maxWait < MaxPatience ? maxWait : MaxPatience) + AbandonedAfter;
-                ticket = new RuBudgetTicket(this, now + ToTimestampTicks(patience));
+                ticket = new RuBudgetTicket(this, now + ToTimestampTicks(patience), first: _line.Count == 0);
                 ticket.Node = _line.AddLast(ticket);
             }
             return false;
@@ -260,12 +265,14 @@ internal sealed class RuBucket
                 _local += repay;
                 ru -= repay;
             }
-            if (ru <= 0)
-                return;
-            _leased += ru;
-            var until = now + ToTimestampTicks(validFor);
-            if (until > _leaseValidUntil)
-                _leaseValidUntil = until;
+            if (ru > 0)
+            {
+                _leased += ru;
+                var until = now + ToTimestampTicks(validFor);
+                if (until > _leaseValidUntil)
+                    _leaseValidUntil = until;
+            }
+            _line.First?.Value.Wake(); // the first in line may go sooner than it was told
         }
     }
 
@@ -277,6 +284,7 @@ internal sealed class RuBucket
             RefillLocked(_time.GetTimestamp());
             _settings = settings;
             _local = Math.Clamp(_local, -settings.DebtMax, settings.Burst);
+            _line.First?.Value.Wake(); // its turn moved with the rate
         }
     }
 
@@ -340,8 +348,11 @@ internal sealed class RuBucket
     {
         if (ticket.Node is { } node)
         {
+            var wasFirst = node.Previous is null;
             _line.Remove(node);
             ticket.Node = null;
+            if (wasFirst && _line.First is { } next)
+                next.Value.Promote();
         }
     }
 
@@ -379,14 +390,87 @@ internal sealed class RuBucket
 /// <summary>
 /// A statement's place in an <see cref="RuBucket"/>'s line of statements waiting for budget (see
 /// <see cref="RuBucket.TryAdmitOrQueue"/>). Owned by the statement; the bucket takes it out of the
-/// line when it is admitted, when it leaves, or when it outstays <see cref="Deadline"/>.
+/// line when it is admitted, when it leaves, or when it outstays <see cref="Deadline"/>, and wakes
+/// it (<see cref="WaitAsync"/>) when it becomes first in line or the first's turn moves.
 /// </summary>
 internal sealed class RuBudgetTicket
 {
-    internal RuBudgetTicket(RuBucket bucket, long deadline)
+    private readonly object _sync = new();
+    private TaskCompletionSource? _wait;    // the statement's current wait; guarded by _sync
+    private bool _woken;                    // woken while not waiting: the next wait returns at once
+    private volatile bool _first;
+
+    internal RuBudgetTicket(RuBucket bucket, long deadline, bool first)
     {
         Bucket = bucket;
         Deadline = deadline;
+        _first = first;
+    }
+
+    /// <summary>
+    /// Whether the ticket has been first in line: only then does its turn depend on the clock (the
+    /// bucket's debt) rather than on those ahead of it, so only then should its statement sleep
+    /// until its estimated turn. Once set it stays set.
+    /// </summary>
+    public bool IsFirst => _first;
+
+    /// <summary>
+    /// Waits until the bucket wakes the ticket (it became first in line, or a lease or new settings
+    /// moved its turn), <paramref name="timeout"/> passes on <paramref name="time"/>, or
+    /// <paramref name="cancellationToken"/> is cancelled (then throws). Returns at once when the
+    /// ticket was woken since the last wait. One statement waits at a time.
+    /// </summary>
+    public Task WaitAsync(TimeSpan timeout, TimeProvider time, CancellationToken cancellationToken)
+    {
+        TaskCompletionSource wait;
+        lock (_sync)
+        {
+            if (_woken)
+            {
+                _woken = false;
+                return Task.CompletedTask;
+            }
+            _wait = wait = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+        return WaitCoreAsync(wait, timeout, time, cancellationToken);
+    }
+
+    private async Task WaitCoreAsync(TaskCompletionSource wait, TimeSpan timeout, TimeProvider time, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var timer = time.CreateTimer(static state => ((TaskCompletionSource)state!).TrySetResult(), wait, timeout, Timeout.InfiniteTimeSpan);
+            await using var cancel = cancellationToken.UnsafeRegister(static (state, token) => ((TaskCompletionSource)state!).TrySetCanceled(token), wait);
+            await wait.Task.ConfigureAwait(false);
+        }
+        finally
+        {
+            lock (_sync)
+            {
+                if (_wait == wait)
+                    _wait = null;
+            }
+        }
+    }
+
+    /// <summary>Marks the ticket first in line and wakes it. Called under the bucket's lock.</summary>
+    internal void Promote()
+    {
+        _first = true;
+        Wake();
+    }
+
+    /// <summary>Ends the statement's current wait, or the next one if it is not waiting. Called under the bucket's lock.</summary>
+    internal void Wake()
+    {
+        TaskCompletionSource? wait;
+        lock (_sync)
+        {
+            wait = _wait;
+            _wait = null;
+            _woken = wait is null;
+        }
+        wait?.TrySetResult(); // continuations run asynchronously: never under the bucket's lock
     }
 
     /// <summary>The bucket whose line this is.</summary>

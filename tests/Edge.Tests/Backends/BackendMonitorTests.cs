@@ -475,21 +475,11 @@ public sealed class BackendMonitorTests
         h.Probe.Replica(C, new Lsn(1));
 
         h.Monitor.Start();
-        await WaitUntil(() => h.Probe.Calls(A) == 1 && h.Time.NextDue is not null);
+        await Poll.UntilAsync(() => h.Probe.Calls(A) == 1 && h.Time.NextDue is not null);
         Assert.Equal(h.Time.GetUtcNow() + Interval, h.Time.NextDue);
 
         h.Time.Advance(Interval);
-        await WaitUntil(() => h.Probe.Calls(A) == 2 && h.Time.NextDue is not null);
+        await Poll.UntilAsync(() => h.Probe.Calls(A) == 2 && h.Time.NextDue is not null);
         Assert.Equal([1, 2], h.Current.ReadReplicas);
-    }
-
-    private static async Task WaitUntil(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "condition not met within 30 s");
-            await Task.Delay(5, Token);
-        }
     }
 }

@@ -65,7 +65,8 @@ public sealed class QosPolicySeamsTests : IDisposable
     {
         // A slow lease (1 RU/s) puts a statement 5 s from admission; then the lease expires and the
         // local share (100 RU/s) pays the debt off in 50 ms. The waiting statement must see that,
-        // not sleep out the 5 s it was first told.
+        // not sleep out the 5 s it was first told — nor the rest of its 200-ms slice: the new
+        // settings wake it, and it sleeps for the debt at the new rate.
         var config = new QosConfig
         {
             Enabled = true,
@@ -80,12 +81,14 @@ public sealed class QosPolicySeamsTests : IDisposable
         var pending = session.AdmitAsync(new QueryHints(), 7, RuKind.Read, false, CancellationToken.None);
         Assert.False(pending.IsCompleted);
         Assert.Equal(1, _policy.BudgetWaits); // the edge tells the tier its budget is holding the tenant back
+        Assert.Equal(_time.GetUtcNow() + QosSession.BudgetRecheck, _time.NextDue);
         _policy.Allowance = new TenantAllowance(100, 10, AllowanceSource.LocalShare, 3, DateTimeOffset.MaxValue);
         gate.Tick();
-        _time.Advance(QosSession.BudgetRecheck);
+        var repaid = _time.GetUtcNow() + TimeSpan.FromMilliseconds(50);
+        await Poll.UntilAsync(() => _time.NextDue == repaid, "the woken statement sleeps for the debt at the new rate");
+        _time.Advance(TimeSpan.FromMilliseconds(50));
 
-        Assert.True(pending.IsCompleted);
-        var admission = await pending;
+        var admission = await pending.AsTask().WaitAsync(Poll.DefaultTimeout);
         Assert.True(admission.IsAdmitted);
         Assert.Equal(1, session.Tenant.Home.Admitted);
     }

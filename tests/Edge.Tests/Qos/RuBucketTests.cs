@@ -344,5 +344,79 @@ public sealed class RuBucketTests
         Assert.True(bucket.TryAdmit(first!, 1, out _));
         Assert.True(bucket.TryAdmit(second!, 1, out _));
     }
-}
 
+    [Fact]
+    public async Task Line_TheNextInLine_IsWokenWhenTheFirstIsAdmitted_NotByTheClock()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
+        bucket.Charge(20);
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var first));
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var second));
+        Assert.True(first!.IsFirst);
+        Assert.False(second!.IsFirst);
+        var woken = second.WaitAsync(TimeSpan.FromSeconds(1), _time, CancellationToken.None);
+        _time.Advance(TimeSpan.FromMilliseconds(100)); // out of debt; the second's own timer is far off
+
+        Assert.False(woken.IsCompleted);
+        Assert.True(bucket.TryAdmit(first, 1, out _));
+        await woken.WaitAsync(Poll.DefaultTimeout);
+        Assert.True(second.IsFirst);
+        Assert.False(bucket.TryAdmit(second, 1, out var turn));
+        Assert.Equal(TimeSpan.FromMilliseconds(10), turn); // now first, its turn is the first's base repaid
+    }
+
+    [Fact]
+    public async Task Line_AFirstThatLeaves_WakesTheNext_AndAWakeBeforeTheWaitIsKept()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
+        bucket.Charge(20);
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var first));
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var second));
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var third));
+
+        bucket.Leave(first!); // the second is not waiting yet: its next wait returns at once
+        Assert.True(second!.IsFirst);
+        Assert.True(second.WaitAsync(TimeSpan.FromSeconds(1), _time, CancellationToken.None).IsCompleted);
+        var secondWaits = second.WaitAsync(TimeSpan.FromSeconds(1), _time, CancellationToken.None);
+        Assert.False(secondWaits.IsCompleted); // the wake was used up
+        var thirdWaits = third!.WaitAsync(TimeSpan.FromSeconds(1), _time, CancellationToken.None);
+
+        bucket.Leave(third); // not first: nobody is woken
+        Assert.False(secondWaits.IsCompleted);
+        _time.Advance(TimeSpan.FromSeconds(1));
+        await Task.WhenAll(secondWaits, thirdWaits).WaitAsync(Poll.DefaultTimeout); // their timers
+    }
+
+    [Fact]
+    public async Task Line_AGrantOrNewSettings_WakeTheFirst()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(1, 10, 50), _time);
+        bucket.Charge(20); // 10 s of debt at 1 RU/s
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(30), out _, out var first));
+
+        var wait = first!.WaitAsync(TimeSpan.FromSeconds(10), _time, CancellationToken.None);
+        bucket.Grant(20, TimeSpan.FromSeconds(5));
+        await wait.WaitAsync(Poll.DefaultTimeout);
+        Assert.True(bucket.TryAdmit(first, 1, out _));
+
+        bucket.Charge(40);
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(60), out _, out var next));
+        wait = next!.WaitAsync(TimeSpan.FromSeconds(10), _time, CancellationToken.None);
+        bucket.Reconfigure(new RuBucketSettings(1000, 10, 50));
+        await wait.WaitAsync(Poll.DefaultTimeout);
+    }
+
+    [Fact]
+    public async Task Ticket_WaitCancelled_Throws()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
+        bucket.Charge(20);
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var ticket));
+        using var cancel = new CancellationTokenSource();
+
+        var wait = ticket!.WaitAsync(TimeSpan.FromSeconds(1), _time, cancel.Token);
+        await cancel.CancelAsync();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => wait.WaitAsync(Poll.DefaultTimeout));
+    }
+}

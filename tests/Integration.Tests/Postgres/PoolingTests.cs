@@ -278,16 +278,8 @@ public class PoolingTests(PostgresFixture postgres)
         await wait;
     }
 
-    internal static async Task WaitUntilAsync(Func<bool> condition, int timeoutMs = 10_000)
-    {
-        var stopwatch = Stopwatch.StartNew();
-        while (!condition())
-        {
-            if (stopwatch.ElapsedMilliseconds > timeoutMs)
-                throw new TimeoutException("condition not met in time");
-            await Task.Delay(10);
-        }
-    }
+    internal static Task WaitUntilAsync(Func<bool> condition, int timeoutMs = 10_000) =>
+        Poll.UntilAsync(condition, timeout: TimeSpan.FromMilliseconds(timeoutMs));
 
     internal static async Task WaitUntilAsync(Func<Task<bool>> condition, int timeoutMs = 10_000)
     {

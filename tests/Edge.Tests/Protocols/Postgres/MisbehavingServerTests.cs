@@ -107,7 +107,7 @@ public sealed class MisbehavingServerTests : IAsyncLifetime
         Assert.Equal(['E', 'Z', '1', '2', 'C', 'Z'], replies.Select(m => m.Code));
 
         var pool = Assert.Single(_edge.Get<PgPoolRegistry>().All);
-        await WaitUntilAsync(() => pool.Connections.GetStats().Idle == 1);
+        await Poll.UntilAsync(() => pool.Connections.GetStats().Idle == 1);
         await client.DisposeAsync();
     }
 
@@ -119,7 +119,7 @@ public sealed class MisbehavingServerTests : IAsyncLifetime
         Assert.Equal(1, pool.Connections.GetStats().Idle);
         await server.SendAsync(w => PgMessageWriter.WriteError(w, "FATAL", "57P01", "terminating connection due to administrator command"));
         server.Kill();
-        await WaitUntilAsync(() => pool.Connections.GetStats().Idle == 0 || pool.Connections.GetStats().Total == 0 || IsIdleBroken(pool));
+        await Poll.UntilAsync(() => pool.Connections.GetStats().Idle == 0 || pool.Connections.GetStats().Total == 0 || IsIdleBroken(pool));
 
         await client.SendQueryAsync("SELECT 1");
         var fresh = await _server.NextSessionAsync();
@@ -137,7 +137,7 @@ public sealed class MisbehavingServerTests : IAsyncLifetime
         var (client, server) = await LoginAsync();
         await server.SendAsync(w => PgMessageWriter.WriteCommandComplete(w, "SELECT 1"));
         var pool = Assert.Single(_edge.Get<PgPoolRegistry>().All);
-        await WaitUntilAsync(() => IsIdleBroken(pool));
+        await Poll.UntilAsync(() => IsIdleBroken(pool));
         await client.SendQueryAsync("SELECT 1");
         var fresh = await _server.NextSessionAsync();
         await fresh.ReadRequestAsync();
@@ -165,7 +165,7 @@ public sealed class MisbehavingServerTests : IAsyncLifetime
         // goes back to the pool just after the ReadyForQuery is relayed: wait for it, or the other
         // client would open a second connection instead.
         var pool = Assert.Single(_edge.Get<PgPoolRegistry>().All);
-        await WaitUntilAsync(() => pool.Connections.GetStats() is { Idle: 1, Total: 1 });
+        await Poll.UntilAsync(() => pool.Connections.GetStats() is { Idle: 1, Total: 1 });
         var (other, _) = await RawPgClient.LoginAsync(_edge.Port, "app", "app", null);
         await other.SendQueryAsync("BEGIN");
         var otherRequest = await server.ReadRequestAsync();
@@ -194,11 +194,4 @@ public sealed class MisbehavingServerTests : IAsyncLifetime
     }
 
     private static bool IsIdleBroken(PgPool pool) => pool.Connections.GetStats().Total == 0;
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        for (var i = 0; i < 1000 && !condition(); i++)
-            await Task.Delay(10);
-        Assert.True(condition());
-    }
 }
