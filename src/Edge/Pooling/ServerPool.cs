@@ -291,12 +291,13 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
                 }
                 else
                 {
+                    // Idle from now: a connection handed straight to a waiter was idle for no time at
+                    // all, and must not look idle since it opened (a check query on every hand-off
+                    // once the pool has been busy for checkAfterIdleMs).
+                    connection.IdleSince = now;
                     waiter = DequeueWaiterLocked();
                     if (waiter is null)
-                    {
-                        connection.IdleSince = now;
                         _idle.Push(connection);
-                    }
                 }
             }
             if (close)

@@ -217,6 +217,27 @@ public sealed class ServerPoolTests
     }
 
     [Fact]
+    public async Task Return_HandedToAWaiter_IsNotChecked_HoweverLongThePoolHasBeenBusy()
+    {
+        // Busy for longer than checkAfterIdleMs, every lease a hand-off: no connection was idle.
+        var pool = Pool(size: 1, waitMs: 60_000, checkAfterIdleMs: 1000);
+        var a = await pool.AcquireAsync(default);
+        for (var i = 0; i < 3; i++)
+        {
+            var next = pool.AcquireAsync(default).AsTask();
+            _time.Advance(TimeSpan.FromSeconds(2));
+            pool.Return(a);
+            Assert.Same(a, await next);
+        }
+        Assert.Equal(0, _factory.Checks);
+
+        pool.Return(a); // now it is idle: after a while it is checked again
+        _time.Advance(TimeSpan.FromSeconds(2));
+        Assert.Same(a, await pool.AcquireAsync(default));
+        Assert.Equal(1, _factory.Checks);
+    }
+
+    [Fact]
     public async Task Close_FailsWaitersAndClosesIdle()
     {
         var pool = Pool(size: 1, waitMs: 10_000);
