@@ -64,9 +64,10 @@ public static class StatementClassifier
     /// <summary>
     /// A cheap test for callers that only need to know whether a text holds SQL-level
     /// <c>PREPARE</c>, <c>EXECUTE</c>, <c>DEALLOCATE</c> or <c>DISCARD</c>: false when none of these
-    /// words occurs in it at all (keywords are ASCII and never split), so <see cref="Classify"/> can
-    /// be skipped; true only means "classify to know" (the word may sit in a literal, a comment or a
-    /// longer identifier).
+    /// words starts a word in it (keywords are ASCII and never split, and a statement's first word
+    /// follows the start of the text, whitespace, a semicolon or a comment — never a letter, digit,
+    /// <c>_</c>, <c>$</c> or a non-ASCII byte), so <see cref="Classify"/> can be skipped; true only
+    /// means "classify to know" (the word may sit in a literal, a comment or an identifier).
     /// </summary>
     public static bool MayHavePreparedStatementCommand(ReadOnlySpan<byte> sql)
     {
@@ -78,11 +79,17 @@ public static class StatementClassifier
                 return false;
             at += next;
             var rest = sql[at..];
-            if (StartsWith(rest, "prepare"u8) || StartsWith(rest, "execute"u8) || StartsWith(rest, "deallocate"u8) || StartsWith(rest, "discard"u8))
+            if ((at == 0 || !IsWordByte(sql[at - 1]))
+                && (StartsWith(rest, "prepare"u8) || StartsWith(rest, "execute"u8) || StartsWith(rest, "deallocate"u8) || StartsWith(rest, "discard"u8)))
+            {
                 return true;
+            }
             at++;
         }
     }
+
+    /// <summary>A byte that continues a word: an identifier or keyword character, or part of a non-ASCII character.</summary>
+    private static bool IsWordByte(byte b) => b >= 0x80 || char.IsAsciiLetterOrDigit((char)b) || b is (byte)'_' or (byte)'$';
 
     private static bool StartsWith(ReadOnlySpan<byte> text, ReadOnlySpan<byte> word) =>
         text.Length >= word.Length && Ascii.EqualsIgnoreCase(text[..word.Length], word);

@@ -356,7 +356,11 @@ public sealed class StatementClassifierTests
     [InlineData("discard all", true)]
     [InlineData("SELECT 1; PREPARE q AS SELECT 2", true)]
     [InlineData("SELECT 'prepared'", true)]   // a maybe: only Classify knows it is a literal
-    public void MayHavePreparedStatementCommand_IsFalseOnlyWhenNoneOfTheWordsOccurs(string sql, bool expected)
+    [InlineData("SELECT unprepared, re_execute, $executed FROM predeallocate", false)] // inside words: never a command
+    [InlineData("SELECT 1;execute q(1)", true)]
+    [InlineData("/*c*/prepare q AS SELECT 1", true)]
+    [InlineData("-- c\nDISCARD ALL", true)]
+    public void MayHavePreparedStatementCommand_IsFalseOnlyWhenNoneOfTheWordsStartsAWord(string sql, bool expected)
     {
         var bytes = System.Text.Encoding.UTF8.GetBytes(sql);
         Assert.Equal(expected, StatementClassifier.MayHavePreparedStatementCommand(bytes));
@@ -365,5 +369,29 @@ public sealed class StatementClassifierTests
         var effects = SessionEffects.Prepare | SessionEffects.Execute | SessionEffects.Deallocate | SessionEffects.Discard;
         if ((info.Session & effects) != 0)
             Assert.True(StatementClassifier.MayHavePreparedStatementCommand(bytes));
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void MayHavePreparedStatementCommand_RandomTexts_NeverNoWhereClassifyFindsACommand(int seed)
+    {
+        string[] pieces = ["prepare", "EXECUTE", "deallocate", "discard", "q", "all", "select", "1", "_", "$", "é", "x", "'", "\"", "$$",
+            ";", " ", "\n", "/*", "*/", "--", "(", ")", ","];
+        var random = new Random(seed);
+        var effects = SessionEffects.Prepare | SessionEffects.Execute | SessionEffects.Deallocate | SessionEffects.Discard;
+        var found = 0;
+        for (var i = 0; i < 3000; i++)
+        {
+            var text = string.Concat(Enumerable.Range(0, random.Next(1, 12)).Select(_ => pieces[random.Next(pieces.Length)]));
+            var bytes = System.Text.Encoding.UTF8.GetBytes(text);
+            var info = StatementClassifier.Classify(bytes, SqlDialect.PostgreSql, RoutingRules.Default);
+            if ((info.Session & effects) == 0)
+                continue;
+            found++;
+            Assert.True(StatementClassifier.MayHavePreparedStatementCommand(bytes), text);
+        }
+        Assert.True(found > 100, $"only {found} texts held a command"); // the generator must exercise the invariant
     }
 }

@@ -250,7 +250,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
         _statements = new PgClientStatements(config.Clients.MaxPreparedStatements);
         if (_edge.Qos is { Config.Enabled: true } gate)
         {
-            var applicationName = Tracked[PgTrackedParameters.IndexOf("application_name")];
+            var applicationName = Tracked[PgTrackedParameters.ApplicationName];
             _qos = gate.OpenSession(gate.ResolveTenant(new TenantIdentity(user, Database, applicationName)), this);
         }
         _telemetry = _edge.Telemetry?.OpenSession(PgPoolRegistry.Protocol, Database, _qos?.Tenant.Name ?? user);
@@ -269,7 +269,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             var index = PgTrackedParameters.IndexOf(name);
             if (index >= 0)
             {
-                Tracked[index] ??= value;
+                Tracked[index] ??= PgTrackedParameters.Share(value);
                 PgMessageWriter.WriteParameterStatus(_output, name, Tracked[index]!);
             }
             else
@@ -294,7 +294,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
                     continue;
                 case "fallback_application_name":
                     if (!parameters.ContainsKey("application_name"))
-                        Tracked[PgTrackedParameters.IndexOf("application_name")] = value;
+                        Tracked[PgTrackedParameters.ApplicationName] = PgTrackedParameters.Share(value);
                     continue;
                 case "replication":
                     throw new PgErrorException(PgSqlState.FeatureNotSupported, "mproxy: replication connections are not supported through the proxy", fatal: true);
@@ -326,7 +326,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             throw new PgErrorException(PgSqlState.FeatureNotSupported, $"mproxy: unsupported startup parameter: {name}", fatal: true,
                 hint: "mproxy keeps these parameters consistent across pooled connections: " + string.Join(", ", PgTrackedParameters.Names) + ". Set others with SET inside a transaction.");
         }
-        Tracked[index] = value;
+        Tracked[index] = PgTrackedParameters.Share(value);
     }
 
     // ------------------------------------------------------------------ query loop
@@ -837,7 +837,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
 
     private static readonly RoutingRules NonConformingRules = RoutingRules.Default with { StandardConformingStrings = false };
 
-    private RoutingRules Rules => Tracked[PgTrackedParameters.IndexOf("standard_conforming_strings")] == "off" ? NonConformingRules : RoutingRules.Default;
+    private RoutingRules Rules => Tracked[PgTrackedParameters.StandardConformingStrings] == "off" ? NonConformingRules : RoutingRules.Default;
 
     /// <summary>The classification of the unit starting with this message (what admission and routing need).</summary>
     private StatementInfo UnitInfo(PgRequestKind kind, in ReadOnlySequence<byte> message)
@@ -1277,7 +1277,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             PgClientState.Ready => _admin ? "admin" : attached ? "active" : "idle",
             _ => "closing",
         };
-        return new(ProcessId, PgPoolRegistry.Protocol, User, Database, _qos?.Tenant.Name, Tracked[PgTrackedParameters.IndexOf("application_name")],
+        return new(ProcessId, PgPoolRegistry.Protocol, User, Database, _qos?.Tenant.Name, Tracked[PgTrackedParameters.ApplicationName],
             state, _connection.RemoteEndPoint?.ToString(), _connectedAt, attached ? server!.Id : null, _tls?.Description);
     }
 

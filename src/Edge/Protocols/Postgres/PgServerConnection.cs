@@ -54,7 +54,7 @@ internal sealed class PgServerConnection : RelayServerConnection<PgClientSession
         {
             var index = PgTrackedParameters.IndexOf(name);
             if (index >= 0)
-                Tracked[index] = value;
+                Tracked[index] = PgTrackedParameters.Share(value);
         }
     }
 
@@ -687,7 +687,7 @@ internal sealed class PgServerConnection : RelayServerConnection<PgClientSession
     {
         var index = PgTrackedParameters.IndexOf(name);
         if (index >= 0)
-            Tracked[index] = value;
+            Tracked[index] = value = PgTrackedParameters.Share(value);
         var mode = _queue.Count > 0 ? _queue.Head.Mode : PgResponseMode.Forward;
         if (client is null || mode == PgResponseMode.Swallow)
             return false;

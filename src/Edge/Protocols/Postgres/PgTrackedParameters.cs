@@ -29,6 +29,26 @@ internal static class PgTrackedParameters
 
     public static int Count => Names.Length;
 
+    /// <summary>The index of <c>application_name</c>.</summary>
+    public static readonly int ApplicationName = IndexOf("application_name");
+
+    /// <summary>The index of <c>standard_conforming_strings</c>.</summary>
+    public static readonly int StandardConformingStrings = IndexOf("standard_conforming_strings");
+
+    /// <summary>How many distinct values <see cref="Share"/> keeps.</summary>
+    internal const int MaxSharedValues = 4096;
+
+    private static readonly SharedStrings SharedValues = new(MaxSharedValues);
+
+    /// <summary>
+    /// One shared instance per distinct value, for storing in a tracked-parameter array: then the
+    /// comparisons of <see cref="BuildSync"/> (every time a client gets a server connection) are
+    /// reference checks rather than reads of both strings. Values come from logins and
+    /// ParameterStatus, so the set is small; it is capped so that clients cannot grow it without
+    /// bound (a value beyond the cap is only compared the slow way).
+    /// </summary>
+    public static string Share(string value) => SharedValues.Share(value);
+
     public static int IndexOf(string name)
     {
         for (var i = 0; i < Names.Length; i++)

@@ -29,6 +29,26 @@ public sealed class PgTrackedParametersTests
         Assert.Equal(expected, PgTrackedParameters.QuoteLiteral(value));
 
     [Fact]
+    public void NamedIndexes_PointAtTheirNames()
+    {
+        Assert.Equal("application_name", PgTrackedParameters.Names[PgTrackedParameters.ApplicationName]);
+        Assert.Equal("standard_conforming_strings", PgTrackedParameters.Names[PgTrackedParameters.StandardConformingStrings]);
+    }
+
+    [Fact]
+    public void Share_ValuesFromDifferentSources_AreOneInstance_SoBuildSyncComparesReferences()
+    {
+        var client = new string?[PgTrackedParameters.Count];
+        var server = new string?[PgTrackedParameters.Count];
+        var zone = PgTrackedParameters.IndexOf("TimeZone");
+        client[zone] = PgTrackedParameters.Share(new string("Europe/Zurich".AsSpan()));
+        server[zone] = PgTrackedParameters.Share(new string("Europe/Zurich".AsSpan()));
+
+        Assert.Same(client[zone], server[zone]);
+        Assert.Null(PgTrackedParameters.BuildSync(client, server));
+    }
+
+    [Fact]
     public void BuildSync_EqualValues_ReturnsNull()
     {
         var values = new string?[PgTrackedParameters.Count];
