@@ -43,7 +43,10 @@ internal readonly record struct RuUsage(double Charged, double Forgiven, double 
 /// the first again when a lease or new settings raise what it may spend: only the first in line
 /// sleeps on the clock (until its estimated turn), the others sleep until woken. Were they to poll
 /// at their estimated turns, every waiter behind a first one that is a little late would poll
-/// every millisecond, and on a loaded machine the polling delays the first one further.
+/// every millisecond, and on a loaded machine the polling delays the first one further. A full
+/// bucket (balance at its burst, the burst above zero) holds nobody back: whoever asks first is
+/// admitted, in line or not, since refill beyond the burst would otherwise be lost while the first
+/// in line is late to ask (the bound on what the tenant books holds whoever spends it).
 /// </para>
 /// <para>
 /// Thread-safe: every member takes the bucket's own lock (one bucket per tenant and group, so
@@ -138,7 +141,7 @@ internal sealed class RuBucket
             var now = _time.GetTimestamp();
             RefillLocked(now);
             DropAbandonedLocked(now);
-            if (_local < -Epsilon || _line.Count > 0)
+            if (_local < -Epsilon || (_line.Count > 0 && !IsFullLocked()))
             {
                 retryAfter = TurnAfterLocked(_line.Count, baseCost);
                 return false;
@@ -162,7 +165,7 @@ internal sealed class RuBucket
             RefillLocked(now);
             DropAbandonedLocked(now);
             ticket = null;
-            if (_local >= -Epsilon && _line.Count == 0)
+            if (_local >= -Epsilon && (_line.Count == 0 || IsFullLocked()))
             {
                 ChargeLocked(baseCost);
                 retryAfter = TimeSpan.Zero;
@@ -205,7 +208,7 @@ internal sealed class RuBucket
             {
                 ahead = _line.Count;
             }
-            if (ahead == 0 && _local >= -Epsilon)
+            if (_local >= -Epsilon && (ahead == 0 || IsFullLocked()))
             {
                 LeaveLocked(ticket);
                 ChargeLocked(baseCost);
@@ -327,6 +330,9 @@ internal sealed class RuBucket
             _leased = 0;
         }
     }
+
+    /// <summary>Whether refill would now be lost: the local balance is at its (non-zero) burst.</summary>
+    private bool IsFullLocked() => _settings.Burst > 0 && _local >= _settings.Burst - Epsilon;
 
     private double ChargeLocked(double ru)
     {

@@ -288,6 +288,29 @@ public sealed class RuBucketTests
     }
 
     [Fact]
+    public void Line_AFullBucket_AdmitsWhoeverAsks_WhileTheFirstIsLate()
+    {
+        var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
+        bucket.Charge(20);
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var first));
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var second));
+        Assert.NotNull(first);
+        Assert.NotNull(second);
+        _time.Advance(TimeSpan.FromMilliseconds(199)); // 9.9 RU: not full, the line holds
+        Assert.False(bucket.TryAdmit(1, out _));
+        Assert.False(bucket.TryAdmit(second, 1, out _));
+
+        _time.Advance(TimeSpan.FromMilliseconds(1)); // full: more refill would be lost
+        Assert.True(bucket.TryAdmit(1, out _)); // a newcomer goes ahead of the line
+        Assert.False(bucket.TryAdmit(second, 1, out _)); // 9 RU, no longer full: the line holds again
+        _time.Advance(TimeSpan.FromMilliseconds(10));
+        Assert.True(bucket.TryAdmit(second, 1, out _)); // full again: the second goes ahead of the late first
+        Assert.Equal(1, bucket.Waiting);
+        Assert.True(bucket.TryAdmit(first, 1, out _)); // the first kept its place and goes when it asks
+        Assert.Equal(0, bucket.Waiting);
+    }
+
+    [Fact]
     public void Line_ATurnBeyondTheWait_GetsNoTicket()
     {
         var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
@@ -318,8 +341,9 @@ public sealed class RuBucketTests
     [Fact]
     public void Line_AWaiterThatStopsAsking_IsDroppedAfterItsDeadline()
     {
-        var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
-        bucket.Charge(20);
+        // A burst large enough that the bucket does not fill meanwhile (a full one admits anyone).
+        var bucket = new RuBucket(new RuBucketSettings(100, 1000, 50), _time);
+        bucket.Charge(1020);
         Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromMilliseconds(200), out _, out _)); // never asks again
         Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(5), out _, out var patient));
 
