@@ -74,6 +74,16 @@ public sealed class ManualTimeProvider : TimeProvider
         }
     }
 
+    /// <summary>Timers armed now (created or changed to a due time, not yet fired, stopped or disposed).</summary>
+    public int ArmedTimers
+    {
+        get
+        {
+            lock (_lock)
+                return _timers.Count;
+        }
+    }
+
     public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
     {
         var timer = new ManualTimer(this, callback, state);

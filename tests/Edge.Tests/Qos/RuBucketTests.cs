@@ -431,6 +431,34 @@ public sealed class RuBucketTests
     }
 
     [Fact]
+    public async Task Line_AGrantAdmitsTheWholeLine_ByWakeUpsAlone()
+    {
+        // Lease-fed (no refill) and the clock never moves: the waiters' timers never fire, so every
+        // admission after the first comes from the wake-up of the one before it, with the waiters on
+        // the thread pool. A lost wake-up hangs here (and fails at the timeout).
+        var bucket = new RuBucket(new RuBucketSettings(0, 0, 100), _time);
+        bucket.Charge(10);
+        var tickets = new RuBudgetTicket[20];
+        for (var i = 0; i < tickets.Length; i++)
+        {
+            Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromMinutes(1), out _, out var ticket));
+            tickets[i] = ticket!;
+        }
+        var waiters = tickets.Select(ticket => Task.Run(async () =>
+        {
+            while (!bucket.TryAdmit(ticket, 1, out _))
+                await ticket.WaitAsync(TimeSpan.FromMinutes(1), _time, CancellationToken.None);
+        })).ToArray();
+        await Poll.UntilAsync(() => _time.ArmedTimers == tickets.Length, "every statement waits"); // one timer per wait
+
+        bucket.Grant(100, TimeSpan.FromMinutes(5)); // pays the debt of 10; 90 RU leased
+
+        await Task.WhenAll(waiters).WaitAsync(Poll.DefaultTimeout);
+        Assert.Equal(0, bucket.Waiting);
+        Assert.Equal(70, bucket.Balance, Tolerance);
+    }
+
+    [Fact]
     public async Task Ticket_WaitCancelled_Throws()
     {
         var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
