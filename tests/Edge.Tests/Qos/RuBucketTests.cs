@@ -244,6 +244,19 @@ public sealed class RuBucketTests
 
     // ------------------------------------------------------------------ the line of budget waiters
 
+    /// <summary>A bucket 10 RU in debt (100 ms at 100 RU/s, burst 10) with two statements in line, each of base 1 and a 1-s wait.</summary>
+    private RuBucket TwoInLine(out RuBudgetTicket first, out RuBudgetTicket second)
+    {
+        var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
+        bucket.Charge(20);
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var a));
+        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var b));
+        Assert.NotNull(a);
+        Assert.NotNull(b);
+        (first, second) = (a, b);
+        return bucket;
+    }
+
     [Fact]
     public void Line_WaitersAreAdmittedInArrivalOrder_WhoeverAsksFirst()
     {
@@ -290,12 +303,7 @@ public sealed class RuBucketTests
     [Fact]
     public void Line_AFullBucket_AdmitsWhoeverAsks_WhileTheFirstIsLate()
     {
-        var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
-        bucket.Charge(20);
-        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var first));
-        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var second));
-        Assert.NotNull(first);
-        Assert.NotNull(second);
+        var bucket = TwoInLine(out var first, out var second);
         _time.Advance(TimeSpan.FromMilliseconds(199)); // 9.9 RU: not full, the line holds
         Assert.False(bucket.TryAdmit(1, out _));
         Assert.False(bucket.TryAdmit(second, 1, out _));
@@ -326,16 +334,13 @@ public sealed class RuBucketTests
     [Fact]
     public void Line_AWaiterThatLeaves_LetsTheNextGo()
     {
-        var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
-        bucket.Charge(20);
-        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var first));
-        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var second));
+        var bucket = TwoInLine(out var first, out var second);
         _time.Advance(TimeSpan.FromMilliseconds(100));
 
-        bucket.Leave(first!);
-        bucket.Leave(first!); // twice is harmless
+        bucket.Leave(first);
+        bucket.Leave(first); // twice is harmless
 
-        Assert.True(bucket.TryAdmit(second!, 1, out _));
+        Assert.True(bucket.TryAdmit(second, 1, out _));
     }
 
     [Fact]
@@ -372,12 +377,9 @@ public sealed class RuBucketTests
     [Fact]
     public async Task Line_TheNextInLine_IsWokenWhenTheFirstIsAdmitted_NotByTheClock()
     {
-        var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
-        bucket.Charge(20);
-        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var first));
-        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var second));
-        Assert.True(first!.IsFirst);
-        Assert.False(second!.IsFirst);
+        var bucket = TwoInLine(out var first, out var second);
+        Assert.True(first.IsFirst);
+        Assert.False(second.IsFirst);
         var woken = second.WaitAsync(TimeSpan.FromSeconds(1), _time, CancellationToken.None);
         _time.Advance(TimeSpan.FromMilliseconds(100)); // out of debt; the second's own timer is far off
 
@@ -392,14 +394,11 @@ public sealed class RuBucketTests
     [Fact]
     public async Task Line_AFirstThatLeaves_WakesTheNext_AndAWakeBeforeTheWaitIsKept()
     {
-        var bucket = new RuBucket(new RuBucketSettings(100, 10, 50), _time);
-        bucket.Charge(20);
-        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var first));
-        Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var second));
+        var bucket = TwoInLine(out var first, out var second);
         Assert.False(bucket.TryAdmitOrQueue(1, TimeSpan.FromSeconds(1), out _, out var third));
 
-        bucket.Leave(first!); // the second is not waiting yet: its next wait returns at once
-        Assert.True(second!.IsFirst);
+        bucket.Leave(first); // the second is not waiting yet: its next wait returns at once
+        Assert.True(second.IsFirst);
         Assert.True(second.WaitAsync(TimeSpan.FromSeconds(1), _time, CancellationToken.None).IsCompleted);
         var secondWaits = second.WaitAsync(TimeSpan.FromSeconds(1), _time, CancellationToken.None);
         Assert.False(secondWaits.IsCompleted); // the wake was used up
