@@ -18,7 +18,9 @@ public static class SiloHost
 {
     public static WebApplication Build(SiloOptions options, LogLevel logLevel = LogLevel.Information, TimeProvider? time = null)
     {
-        var builder = WebApplication.CreateSlimBuilder();
+        // No reload-on-change for appsettings.json (the silo reads none): it would watch the working
+        // directory recursively (see EdgeHost.Build).
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(logLevel);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
