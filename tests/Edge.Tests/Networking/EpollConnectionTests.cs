@@ -55,6 +55,39 @@ public sealed class EpollConnectionTests : SocketTransportContract
     }
 
     [Fact]
+    public async Task FlushAsync_ManyFlushesFillingTheKernel_WhileThePeerReads_NoneWaitsForever()
+    {
+        // Each flush meets a full send buffer and races the loop's writability edges (counted without
+        // the gate): a lost edge would leave a flush waiting with the peer reading nothing more.
+        const int Flushes = 200, Size = 256 * 1024;
+        var chunk = new byte[Size];
+        var reader = Task.Run(async () =>
+        {
+            var buffer = new byte[16 * 1024];
+            long total = 0, sum = 0;
+            while (total < (long)Flushes * Size)
+            {
+                var n = await Peer.ReceiveAsync(buffer, SocketFlags.None, Token);
+                Assert.NotEqual(0, n);
+                for (var i = 0; i < n; i++)
+                    sum += buffer[i];
+                total += n;
+            }
+            return sum;
+        }, Token);
+        long expected = 0;
+        for (var f = 0; f < Flushes; f++)
+        {
+            Array.Fill(chunk, (byte)(f % 251));
+            expected += (long)(f % 251) * Size;
+            Connection.Transport.Output.Write(chunk);
+            var result = await Connection.Transport.Output.FlushAsync(Token).AsTask().WaitAsync(Patience, Token);
+            Assert.False(result.IsCanceled);
+        }
+        Assert.Equal(expected, await reader.WaitAsync(Patience, Token));
+    }
+
+    [Fact]
     public async Task ReadAsync_AMessageLargerThanTheBuffer_GrowsUntilTheReaderHasItWhole()
     {
         var payload = new byte[1024 * 1024];

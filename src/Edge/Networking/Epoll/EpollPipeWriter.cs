@@ -11,6 +11,15 @@ namespace MProxy.Edge.Networking.Epoll;
 /// send buffer is full (the loop sends the rest when the socket turns writable, then completes the
 /// flush — and runs its continuation — on its thread).
 /// </summary>
+/// <remarks>
+/// The loop hears of writability far more often than a flush waits for it (the socket is registered
+/// edge-triggered for in and out together, so its edges report "writable" too, and every ACK that
+/// frees send-buffer space is an edge), and usually while another loop's thread is flushing into
+/// this socket — holding the gate through its <c>send</c>. So an edge only counts itself and takes
+/// the gate just when a flush is waiting; a flush that found the kernel full waits only if no edge
+/// came since (a Dekker handshake on <c>_writableEdges</c> and <c>_flushing</c>, each side writing
+/// its own and then reading the other's behind a full fence).
+/// </remarks>
 internal sealed class EpollPipeWriter(EpollConnection connection) : PipeWriter, IValueTaskSource<FlushResult>
 {
     private const int InitialSize = 4096;
@@ -20,8 +29,9 @@ internal sealed class EpollPipeWriter(EpollConnection connection) : PipeWriter, 
     private byte[] _buffer = ArrayPool<byte>.Shared.Rent(InitialSize);
     private int _written;        // bytes written, not yet sent
     private int _sent;           // of those, sent by a flush in progress
-    private bool _mayWrite = true;
-    private bool _flushing;
+    private long _writableEdges;      // writability edges seen by the loop (only it increments)
+    private long _fullAtEdge = -1;    // the edge count when send last met a full kernel buffer (-1: never)
+    private volatile bool _flushing;  // a flush waits for the loop (changed only under the gate)
     private bool _completed;
     private bool _cancelRequested;
     private ManualResetValueTaskSourceCore<FlushResult> _core;
@@ -77,6 +87,13 @@ internal sealed class EpollPipeWriter(EpollConnection connection) : PipeWriter, 
                 return new ValueTask<FlushResult>(new FlushResult(isCanceled: false, isCompleted: false));
             _core.Reset();
             _flushing = true;
+            // An edge counted before the loop could see _flushing would go unanswered: look again.
+            Interlocked.MemoryBarrier();
+            if (SendLocked())
+            {
+                _flushing = false;
+                return new ValueTask<FlushResult>(new FlushResult(isCanceled: false, isCompleted: false));
+            }
             return new ValueTask<FlushResult>(this, _core.Version);
         }
     }
@@ -87,8 +104,9 @@ internal sealed class EpollPipeWriter(EpollConnection connection) : PipeWriter, 
     {
         while (_sent < _written)
         {
-            if (!_mayWrite)
-                return false;
+            var edges = Volatile.Read(ref _writableEdges);
+            if (edges == _fullAtEdge)
+                return false; // full, and no edge since
             nint sent;
             fixed (byte* data = &_buffer[_sent])
                 sent = EpollNative.send(connection.Fd, data, _written - _sent, EpollNative.MsgNoSignal);
@@ -102,8 +120,7 @@ internal sealed class EpollPipeWriter(EpollConnection connection) : PipeWriter, 
                 continue;
             if (errno != EpollNative.Eagain)
                 throw new IOException($"send failed: errno {errno}");
-            _mayWrite = false;
-            return false;
+            _fullAtEdge = edges; // the next pass waits unless an edge came during this send
         }
         _sent = _written = 0;
         if (_buffer.Length > RetainedSize)
@@ -117,10 +134,12 @@ internal sealed class EpollPipeWriter(EpollConnection connection) : PipeWriter, 
     /// <summary>The loop saw the socket writable: a waiting flush sends the rest.</summary>
     internal void OnWritable()
     {
+        Interlocked.Increment(ref _writableEdges);
+        if (!_flushing)
+            return; // the common case: no gate, so no contention with a flush in progress on another thread
         Exception? failure = null;
         lock (_gate)
         {
-            _mayWrite = true;
             if (!_flushing)
                 return;
             try
