@@ -28,6 +28,18 @@ internal interface IBackendPool
 /// </summary>
 internal abstract class RelayClientSession(IDuplexPipe client)
 {
+    /// <summary>
+    /// Runs a session (<paramref name="run"/>) outside its caller's execution context. Kestrel calls
+    /// the connection handler inside a logging scope, an AsyncLocal: captured at every await of the
+    /// session, it would make each resumption switch execution contexts, a cost on every pooled
+    /// statement. The session names its client in its own log lines and needs none of it.
+    /// </summary>
+    public static Task RunWithoutExecutionContext(Func<Task> run)
+    {
+        using (ExecutionContext.SuppressFlow())
+            return Task.Run(run);
+    }
+
     /// <summary>What the client sends (replaced once, during login, if the client starts TLS).</summary>
     protected PipeReader _input = client.Input;
 

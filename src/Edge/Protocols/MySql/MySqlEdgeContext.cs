@@ -31,5 +31,6 @@ internal sealed class MySqlEdgeContext(
 /// <summary>Kestrel's entry point for a connection on the MySQL listener.</summary>
 internal sealed class MySqlConnectionHandler(MySqlEdgeContext edge) : ConnectionHandler
 {
-    public override Task OnConnectedAsync(ConnectionContext connection) => new MySqlClientSession(edge, connection).RunAsync();
+    public override Task OnConnectedAsync(ConnectionContext connection) =>
+        RelayClientSession.RunWithoutExecutionContext(new MySqlClientSession(edge, connection).RunAsync);
 }
