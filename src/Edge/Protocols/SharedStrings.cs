@@ -26,9 +26,11 @@ internal sealed class SharedStrings(int capacity)
             Interlocked.Decrement(ref _count);
             return value;
         }
-        shared = _values.GetOrAdd(value, value);
-        if (!ReferenceEquals(shared, value))
-            Interlocked.Decrement(ref _count); // another thread added it first
-        return shared;
+        if (_values.TryAdd(value, value))
+            return value;
+        // Another thread added it first (maybe with this very instance: the runtime caches some
+        // strings, so comparing references cannot tell whose add it was).
+        Interlocked.Decrement(ref _count);
+        return _values.TryGetValue(value, out shared) ? shared : value;
     }
 }
