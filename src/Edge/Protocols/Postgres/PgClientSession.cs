@@ -342,7 +342,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
         {
             var take = Math.Min(_copyRemaining, buffer.Length);
             // The server stays attached while a COPY is in progress; hold it again for this batch.
-            if (_copyForward && await TryHoldAttachedServerAsync())
+            if (_copyForward && TryHoldAttachedServer())
                 CopyToServer(_writing!, buffer.Slice(0, take));
             _copyRemaining -= take;
             buffer = buffer.Slice(take);
@@ -358,7 +358,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
                 if (code == (byte)PgFrontendCode.CopyData)
                 {
                     // Stream a large CopyData message instead of buffering it whole.
-                    _copyForward = !_skipUntilSync && await TryHoldAttachedServerAsync();
+                    _copyForward = !_skipUntilSync && TryHoldAttachedServer();
                     if (_copyForward)
                         CopyToServer(_writing!, buffer);
                     _copyRemaining = total - buffer.Length;
@@ -367,7 +367,11 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
                 return true;
             }
             var message = buffer.Slice(0, total);
-            if (!await HandleMessageAsync(code, message))
+            // Requests are the only messages whose handling may wait (for admission, a slot, a
+            // server connection); awaited here so that a wait suspends one frame fewer.
+            if (!_skipUntilSync && RequestKindOf(code, message) is { } kind)
+                await RequestAsync(kind, message);
+            else if (!HandleMessage(code, message))
                 return false;
             buffer = buffer.Slice(total);
             _consumed = buffer.Start;
@@ -375,8 +379,21 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
         return true;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<bool> HandleMessageAsync(byte code, ReadOnlySequence<byte> message)
+    /// <summary>The request a message is (null: not one — Sync, Flush, COPY data, Terminate, or unknown).</summary>
+    private static PgRequestKind? RequestKindOf(byte code, in ReadOnlySequence<byte> message) => (PgFrontendCode)code switch
+    {
+        PgFrontendCode.Query => PgRequestKind.Query,
+        PgFrontendCode.Parse => PgRequestKind.Parse,
+        PgFrontendCode.Bind => PgRequestKind.Bind,
+        PgFrontendCode.Execute => PgRequestKind.Execute,
+        PgFrontendCode.Describe => DescribeKind(message),
+        PgFrontendCode.Close => PgRequestKind.Close,
+        PgFrontendCode.FunctionCall => PgRequestKind.FunctionCall,
+        _ => null,
+    };
+
+    /// <summary>Handles a message that is not a request (or any message while skipping to Sync); false when the client terminated.</summary>
+    private bool HandleMessage(byte code, in ReadOnlySequence<byte> message)
     {
         if (_skipUntilSync)
         {
@@ -385,7 +402,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             {
                 _skipUntilSync = false;
                 _unitOpen = false;
-                if (await TryHoldAttachedServerAsync())
+                if (TryHoldAttachedServer())
                     _writing!.EnqueueSynthetic([], readyForQuery: true, _unit);
                 else
                     WriteDirect(static o => PgMessageWriter.WriteReadyForQuery(o, PgTransactionStatus.Idle));
@@ -394,29 +411,8 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
         }
         switch ((PgFrontendCode)code)
         {
-            case PgFrontendCode.Query:
-                await RequestAsync(PgRequestKind.Query, message);
-                return true;
-            case PgFrontendCode.Parse:
-                await RequestAsync(PgRequestKind.Parse, message);
-                return true;
-            case PgFrontendCode.Bind:
-                await RequestAsync(PgRequestKind.Bind, message);
-                return true;
-            case PgFrontendCode.Execute:
-                await RequestAsync(PgRequestKind.Execute, message);
-                return true;
-            case PgFrontendCode.Describe:
-                await RequestAsync(DescribeKind(message), message);
-                return true;
-            case PgFrontendCode.Close:
-                await RequestAsync(PgRequestKind.Close, message);
-                return true;
-            case PgFrontendCode.FunctionCall:
-                await RequestAsync(PgRequestKind.FunctionCall, message);
-                return true;
             case PgFrontendCode.Sync:
-                if (await TryHoldAttachedServerAsync())
+                if (TryHoldAttachedServer())
                 {
                     _writing!.Enqueue(PgRequestKind.Sync, PgResponseMode.Forward, _unitOpen ? _unit : 0);
                     CopyToServer(_writing, message);
@@ -433,7 +429,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             case PgFrontendCode.CopyDone:
             case PgFrontendCode.CopyFail:
                 // No response of their own; meaningful only on the attached server.
-                if (await TryHoldAttachedServerAsync())
+                if (TryHoldAttachedServer())
                     CopyToServer(_writing!, message);
                 return true;
             case PgFrontendCode.Terminate:
@@ -466,7 +462,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     private async ValueTask RequestAsync(PgRequestKind kind, ReadOnlySequence<byte> message)
     {
         if (!_unitOpen && _pool!.VirtualizesStatements && kind is PgRequestKind.Parse or PgRequestKind.Close
-            && !await TryHoldAttachedServerAsync() && TryAnswerWithoutServer(kind, message.Slice(PgFrame.HeaderLength)))
+            && !TryHoldAttachedServer() && TryAnswerWithoutServer(kind, message.Slice(PgFrame.HeaderLength)))
         {
             return;
         }
@@ -475,7 +471,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             if (!await BeginUnitAsync(kind, message))
                 return;
         }
-        else if (_writing is null && !await TryHoldAttachedServerAsync())
+        else if (_writing is null && !TryHoldAttachedServer())
         {
             // Cannot happen while a unit is open (its server stays attached until its Sync); be safe.
             PgProtocolException.Throw("request outside a unit without a server connection");
@@ -517,7 +513,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> BeginUnitAsync(PgRequestKind kind, ReadOnlySequence<byte> message)
     {
-        var attached = await TryHoldAttachedServerAsync();
+        var attached = TryHoldAttachedServer();
         if (attached && _writing is { } held && await held.ReleaseBetweenUnitsAsync(this))
         {
             _writing = null; // its unit was over: this one is a new transaction, routed and admitted afresh
@@ -722,17 +718,17 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     }
 
     /// <summary>Starts writing to the attached server, if the client still has one; false otherwise.</summary>
-    private ValueTask<bool> TryHoldAttachedServerAsync()
+    private bool TryHoldAttachedServer()
     {
         if (_writing is not null)
-            return new ValueTask<bool>(true);
+            return true;
         var server = _server;
         if (server is not null && server.TryBeginWrite(this))
         {
             _writing = server;
-            return new ValueTask<bool>(true);
+            return true;
         }
-        return new ValueTask<bool>(false);
+        return false;
     }
 
     /// <summary>Attaches a server connection just leased from <paramref name="pool"/> and aligns its session parameters.</summary>
