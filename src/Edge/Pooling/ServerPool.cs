@@ -22,6 +22,8 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
     private readonly Stack<TConnection> _idle = new();
     private readonly LinkedList<Waiter> _waiters = new();      // FIFO; a waiter that gives up leaves at once
     private readonly Stack<Waiter> _spareWaiters = new();      // reused: waiting allocates nothing in steady state
+    private ITimer? _waitTimer;                                // one timer for the whole queue, due at its earliest deadline
+    private long _waitTimerDue = long.MaxValue;                // when it is due (MaxValue: not armed)
     private readonly IServerConnectionFactory<TConnection> _factory;
     private readonly TimeProvider _time;
     private int _total;   // open + opening
@@ -168,8 +170,11 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
                 if (connection is null && !mayOpen)
                 {
                     waiter = _spareWaiters.TryPop(out var spare) ? spare : new Waiter(this);
-                    waiter.Arm(started);
+                    // The deadline counts from the first attempt (a connection that failed its check sends its caller round again).
+                    var deadline = Math.Max(started + ToTimestamp(Settings.WaitTimeout), now + ToTimestamp(TimeSpan.FromMilliseconds(1)));
+                    waiter.Arm(started, deadline);
                     _waiters.AddLast(waiter.Node);
+                    ArmWaitTimerLocked(deadline);
                 }
             }
             CloseAll(stale, "expired while idle");
@@ -186,23 +191,21 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
             // The wait is awaited here rather than in a helper: every async method on the stack when
             // a wait suspends gets its state machine boxed (the builder's pools hold one per core, and
             // hundreds of clients wait at once), so each extra frame is an allocation per waited lease.
-            var remaining = Settings.WaitTimeout - _time.GetElapsedTime(started);
-            waiter!.StartTimer(remaining > TimeSpan.Zero ? remaining : TimeSpan.FromMilliseconds(1));
+            var queued = waiter!;
             var registration = cancellationToken.CanBeCanceled
-                ? cancellationToken.UnsafeRegister(static state => ((Waiter)state!).TryComplete(WaitOutcome.Canceled, default), waiter)
+                ? cancellationToken.UnsafeRegister(static state => ((Waiter)state!).TryComplete(WaitOutcome.Canceled, default), queued)
                 : default;
             WaitOutcome outcome;
             Grant grant;
             try
             {
-                (outcome, grant) = await waiter.AsValueTask();
+                (outcome, grant) = await queued.AsValueTask();
             }
             finally
             {
                 await registration.DisposeAsync();
-                waiter.StopTimer();
                 lock (_lock)
-                    _spareWaiters.Push(waiter);
+                    _spareWaiters.Push(queued);
             }
             switch (outcome)
             {
@@ -398,6 +401,9 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
             _total -= idle.Count;
             _idle.Clear();
             waiters = [.. _waiters];
+            _waitTimer?.Dispose(); // no waiter joins a closed pool
+            _waitTimer = null;
+            _waitTimerDue = long.MaxValue;
         }
         foreach (var waiter in waiters)
             waiter.TryComplete(WaitOutcome.Closed, default);
@@ -411,6 +417,57 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
         Settings.CheckAfterIdle > TimeSpan.Zero && _time.GetElapsedTime(connection.IdleSince) > Settings.CheckAfterIdle;
 
     private bool HasWaitersLocked() => _waiters.Count > 0;
+
+    private long ToTimestamp(TimeSpan span) => (long)(span.TotalSeconds * _time.TimestampFrequency);
+
+    /// <summary>
+    /// Makes the queue's timer due no later than <paramref name="deadline"/>. Waiters join with later
+    /// deadlines than those before them, so in steady state this arms the timer only when the queue
+    /// stops being empty: a waited lease costs no timer operation of its own.
+    /// </summary>
+    private void ArmWaitTimerLocked(long deadline)
+    {
+        if (deadline >= _waitTimerDue)
+            return;
+        _waitTimerDue = deadline;
+        _waitTimer ??= _time.CreateTimer(static state => ((ServerPool<TConnection>)state!).OnWaitTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        var due = TimeSpan.FromSeconds((double)(deadline - _time.GetTimestamp()) / _time.TimestampFrequency);
+        // System timers run on a coarser clock than the timestamp and may fire a little early: the
+        // callback then finds nobody due and arms again for the rest.
+        _waitTimer.Change(due < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : due, Timeout.InfiniteTimeSpan);
+    }
+
+    /// <summary>The queue's timer: times out every waiter past its deadline, then arms for the earliest one left.</summary>
+    private void OnWaitTimer()
+    {
+        List<Waiter>? expired = null;
+        lock (_lock)
+        {
+            _waitTimerDue = long.MaxValue;
+            var now = _time.GetTimestamp();
+            var next = long.MaxValue;
+            for (var node = _waiters.First; node is not null;)
+            {
+                var waiter = node.Value;
+                node = node.Next;
+                if (waiter.Deadline > now)
+                {
+                    next = Math.Min(next, waiter.Deadline);
+                }
+                else if (waiter.TryClaim())
+                {
+                    // Claimed and dequeued under the lock: no grant can reach it now, nor a later wait of the same waiter.
+                    _waiters.Remove(waiter.Node);
+                    (expired ??= []).Add(waiter);
+                }
+            }
+            if (next != long.MaxValue)
+                ArmWaitTimerLocked(next);
+        }
+        if (expired is not null)
+            foreach (var waiter in expired)
+                waiter.Finish(WaitOutcome.TimedOut, default);
+    }
 
     /// <summary>Takes the first waiter off the queue; it is then the caller's to complete.</summary>
     private Waiter? DequeueWaiterLocked()
@@ -478,75 +535,46 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
     /// One client's place in the FIFO queue, reused across waits. Completed exactly once per wait
     /// (grant, timeout, cancel or close); a waiter that times out or is cancelled leaves the queue
     /// at once. Its continuation runs inline on the completing thread (a grant resumes the waiting
-    /// client on the thread that returned the connection).
+    /// client on the thread that returned the connection). Timeouts come from the pool's one timer.
     /// </summary>
     private sealed class Waiter : IValueTaskSource<(WaitOutcome, Grant)>
     {
         private readonly ServerPool<TConnection> _pool;
-        private readonly ITimer _timer;
         private ManualResetValueTaskSourceCore<(WaitOutcome, Grant)> _core;
         private int _completed;
-        private long _deadline = long.MaxValue; // a timer callback left over from an earlier wait sees MaxValue or a later deadline
 
         public Waiter(ServerPool<TConnection> pool)
         {
             _pool = pool;
             Node = new LinkedListNode<Waiter>(this);
-            _timer = pool._time.CreateTimer(static state => ((Waiter)state!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         }
 
         public LinkedListNode<Waiter> Node { get; }
 
         public long EnqueuedAt { get; private set; }
 
+        /// <summary>When this wait times out (a timestamp; read under the pool's lock).</summary>
+        public long Deadline { get; private set; }
+
         public bool IsCompleted => Volatile.Read(ref _completed) != 0;
 
         /// <summary>Prepares for a new wait (under the pool's lock, before it is queued).</summary>
-        public void Arm(long enqueuedAt)
+        public void Arm(long enqueuedAt, long deadline)
         {
             _core.Reset();
-            Volatile.Write(ref _deadline, long.MaxValue);
             _completed = 0;
             EnqueuedAt = enqueuedAt;
+            Deadline = deadline;
         }
 
         public ValueTask<(WaitOutcome, Grant)> AsValueTask() => new(this, _core.Version);
-
-        public void StartTimer(TimeSpan timeout)
-        {
-            Volatile.Write(ref _deadline, _pool._time.GetTimestamp() + (long)(timeout.TotalSeconds * _pool._time.TimestampFrequency));
-            _timer.Change(timeout, Timeout.InfiniteTimeSpan);
-        }
-
-        private void OnTimer()
-        {
-            var deadline = Volatile.Read(ref _deadline);
-            if (deadline == long.MaxValue)
-                return; // left over from a finished wait
-            var now = _pool._time.GetTimestamp();
-            if (now >= deadline)
-            {
-                TryComplete(WaitOutcome.TimedOut, default);
-                return;
-            }
-            // System timers run on a coarser clock than the timestamp and may fire a little early:
-            // wait out the rest rather than never timing out.
-            var rest = TimeSpan.FromSeconds((double)(deadline - now) / _pool._time.TimestampFrequency);
-            _timer.Change(rest < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : rest, Timeout.InfiniteTimeSpan);
-        }
-
-        public void StopTimer()
-        {
-            Volatile.Write(ref _deadline, long.MaxValue);
-            _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-        }
 
         public bool TryGrant(Grant grant) => TryComplete(WaitOutcome.Granted, grant);
 
         /// <summary>Completes this wait unless something else did first; a waiter that gives up leaves the queue.</summary>
         public bool TryComplete(WaitOutcome outcome, Grant grant)
         {
-            if (Interlocked.Exchange(ref _completed, 1) != 0)
+            if (!TryClaim())
                 return false;
             if (outcome != WaitOutcome.Granted)
             {
@@ -556,9 +584,15 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
                         _pool._waiters.Remove(Node);
                 }
             }
-            _core.SetResult((outcome, grant));
+            Finish(outcome, grant);
             return true;
         }
+
+        /// <summary>Takes the right to complete this wait (false: something else completed it).</summary>
+        public bool TryClaim() => Interlocked.Exchange(ref _completed, 1) == 0;
+
+        /// <summary>Completes a wait claimed with <see cref="TryClaim"/> (outside the pool's lock: the continuation runs inline).</summary>
+        public void Finish(WaitOutcome outcome, Grant grant) => _core.SetResult((outcome, grant));
 
         public (WaitOutcome, Grant) GetResult(short token) => _core.GetResult(token);
 

@@ -44,6 +44,43 @@ public sealed class ServerPoolTests
     }
 
     [Fact]
+    public async Task Acquire_WaitersJoiningAtDifferentTimes_EachTimesOutAtItsOwnDeadline()
+    {
+        var pool = Pool(size: 1, waitMs: 500);
+        await pool.AcquireAsync(default);
+        var first = pool.AcquireAsync(default).AsTask();
+        _time.Advance(TimeSpan.FromMilliseconds(300));
+        var second = pool.AcquireAsync(default).AsTask();
+        _time.Advance(TimeSpan.FromMilliseconds(201));
+        await Assert.ThrowsAsync<PoolTimeoutException>(() => first);
+        Assert.False(second.IsCompleted);
+        Assert.Equal(1, pool.GetStats().Waiting);
+        _time.Advance(TimeSpan.FromMilliseconds(298));
+        Assert.False(second.IsCompleted);
+        _time.Advance(TimeSpan.FromMilliseconds(2));
+        await Assert.ThrowsAsync<PoolTimeoutException>(() => second);
+        Assert.Equal(0, pool.GetStats().Waiting);
+    }
+
+    [Fact]
+    public async Task Acquire_ManyWaiters_OneTimerForTheQueue_AndHandOffsArmNone()
+    {
+        // A waited lease is the common case under load: it must not cost a timer operation of its own.
+        var pool = Pool(size: 1, waitMs: 1000);
+        var held = await pool.AcquireAsync(default);
+        var waiting = Enumerable.Range(0, 10).Select(_ => pool.AcquireAsync(default).AsTask()).ToList();
+        Assert.Equal(10, pool.GetStats().Waiting);
+        Assert.Equal(1, _time.ArmedTimers);
+        foreach (var next in waiting)
+        {
+            pool.Return(held);
+            held = await next;
+            Assert.True(_time.ArmedTimers <= 1);
+        }
+        Assert.Equal(1, _factory.Opened);
+    }
+
+    [Fact]
     public async Task Acquire_PoolFull_TimesOutEvenWhenTimersFireEarly()
     {
         // System timers tick on a coarser clock than Stopwatch and can fire before the deadline the
