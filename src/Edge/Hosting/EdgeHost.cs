@@ -29,10 +29,11 @@ public static class EdgeHost
     public static WebApplication Build(EdgeConfig config, LogLevel logLevel = LogLevel.Information, TimeProvider? time = null, CommandLineOverrides? source = null,
         ILoggerProvider? logs = null)
     {
-        // The edge's settings come from its own file (--config, reloaded by ReloadTriggers), never
-        // from appsettings.json; left on, the host's reload-on-change for that file watches the
-        // working directory and every directory under it (an inotify watch each on Linux), waking a
-        // thread for every file written there — a database's data directory, the whole disk from /.
+        // The edge's settings come from its own file (--config, reloaded by ReloadTriggers), not
+        // from appsettings.json, which nothing needs reloaded; left on, the host's reload-on-change
+        // for it watches the working directory and every directory under it (an inotify watch each
+        // on Linux), waking a thread for every file written there — a database's data directory,
+        // the whole disk from /.
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(logLevel);

@@ -431,7 +431,7 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
             return;
         _waitTimerDue = deadline;
         _waitTimer ??= _time.CreateTimer(static state => ((ServerPool<TConnection>)state!).OnWaitTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-        var due = TimeSpan.FromSeconds((double)(deadline - _time.GetTimestamp()) / _time.TimestampFrequency);
+        var due = _time.GetElapsedTime(_time.GetTimestamp(), deadline);
         // System timers run on a coarser clock than the timestamp and may fire a little early: the
         // callback then finds nobody due and arms again for the rest.
         _waitTimer.Change(due < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : due, Timeout.InfiniteTimeSpan);

@@ -18,7 +18,7 @@ public static class SiloHost
 {
     public static WebApplication Build(SiloOptions options, LogLevel logLevel = LogLevel.Information, TimeProvider? time = null)
     {
-        // No reload-on-change for appsettings.json (the silo reads none): it would watch the working
+        // No reload-on-change for appsettings.json (the silo's settings are not in it): it would watch the working
         // directory recursively (see EdgeHost.Build).
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
         builder.Logging.ClearProviders();
