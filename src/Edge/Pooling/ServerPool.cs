@@ -132,7 +132,7 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
         return connection is not null ? new ValueTask<TConnection>(connection) : AcquireSlowAsync(cancellationToken);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     private async ValueTask<TConnection> AcquireSlowAsync(CancellationToken cancellationToken)
     {
         var started = _time.GetTimestamp();
@@ -189,8 +189,8 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
                 return await OpenAsync(cancellationToken);
 
             // The wait is awaited here rather than in a helper: every async method on the stack when
-            // a wait suspends gets its state machine boxed (the builder's pools hold one per core, and
-            // hundreds of clients wait at once), so each extra frame is an allocation per waited lease.
+            // a wait suspends parks its state machine in a box (PooledValueTaskMethodBuilder's) and
+            // resumes through it, so each extra frame is one more box and step per waited lease.
             var queued = waiter!;
             var registration = cancellationToken.CanBeCanceled
                 ? cancellationToken.UnsafeRegister(static state => ((Waiter)state!).TryComplete(WaitOutcome.Canceled, default), queued)
@@ -229,7 +229,7 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
         }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     private async ValueTask<TConnection> OpenAsync(CancellationToken cancellationToken)
     {
         try

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
 using MProxy.Edge.Backends;
+using MProxy.Edge.Pooling;
 using MProxy.Edge.Qos;
 using MProxy.Edge.Telemetry;
 
@@ -128,7 +129,7 @@ internal abstract class RelayClientSession(IDuplexPipe client)
     protected abstract Task WriteShutdownAsync();
 
     /// <summary>Flushes what the edge wrote to the client directly.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
     protected async ValueTask FlushDirectAsync()
     {
         _outputDirty = false;

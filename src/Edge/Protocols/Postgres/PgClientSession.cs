@@ -334,7 +334,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     protected override Task WriteShutdownAsync() => TryWriteFatalAsync(PgSqlState.AdminShutdown, "mproxy: the proxy is shutting down");
 
     /// <summary>Handles every whole message in the buffer; returns false when the client terminated.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     protected override async ValueTask<bool> ProcessBatchAsync(ReadOnlySequence<byte> buffer)
     {
         _consumed = buffer.Start;
@@ -458,7 +458,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     /// simple Query, or an extended-protocol run up to its Sync) is where the unit is admitted,
     /// scheduled and given a server connection.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
     private async ValueTask RequestAsync(PgRequestKind kind, ReadOnlySequence<byte> message)
     {
         if (!_unitOpen && _pool!.VirtualizesStatements && kind is PgRequestKind.Parse or PgRequestKind.Close
@@ -510,7 +510,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     /// one is attached, and aligns the connection's settings. On a refusal it answers the client and
     /// returns false.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     private async ValueTask<bool> BeginUnitAsync(PgRequestKind kind, ReadOnlySequence<byte> message)
     {
         var attached = TryHoldAttachedServer();
@@ -581,7 +581,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     /// sessions to the primary, reads by P2C over replicas that are healthy, within the lag bound
     /// and have replayed this client's writes). Null when the unit was refused.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     private async ValueTask<PgPool?> RouteAsync(PgRequestKind kind, DatabaseBackends backends, StatementInfo info)
     {
         var pinned = _sessionEffects != 0 || _tokenPending || _pool!.Mode == PoolMode.Session;
@@ -618,7 +618,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     /// reached, waits (bounded by backends.failoverWaitMs) for a usable primary — the old one back, or
     /// a promoted replica — instead of failing at once.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     private async ValueTask<bool> AttachWithinFailoverAsync(PgRequestKind kind, PgPool pool, DatabaseBackends? backends)
     {
         var started = _edge.Time.GetTimestamp();
@@ -638,7 +638,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             try
             {
                 // Leased here rather than in a helper: an async frame on the stack when the pool wait
-                // suspends is a boxed state machine per waited lease (see ServerPool.AcquireSlowAsync).
+                // suspends is one more boxed state machine per waited lease (see ServerPool.AcquireSlowAsync).
                 // Output written directly to the client must reach it before a server's responses do.
                 if (_outputDirty)
                     await FlushDirectAsync();
@@ -778,7 +778,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
 
     private List<KeyValuePair<string, string?>>? _settingChanges;
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     private async ValueTask<PgServerConnection> AcquireAsync(PgPool pool, CancellationToken cancellationToken)
     {
         try
@@ -792,7 +792,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     }
 
     /// <summary>Ends a batch: flushes what went to the server and what the edge wrote to the client.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
     protected override async ValueTask EndBatchAsync()
     {
         if (_outputDirty)
