@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using System.Security.Authentication;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
@@ -267,6 +268,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
     protected override Task WriteShutdownAsync() => TryWriteFatalAsync(MySqlError.ServerShutdown, "mproxy: the proxy is shutting down [57P03]");
 
     /// <summary>Handles every whole message in the buffer; returns false when the client quit.</summary>
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     protected override async ValueTask<bool> ProcessBatchAsync(ReadOnlySequence<byte> buffer)
     {
         _consumed = buffer.Start;
@@ -280,6 +282,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
         return true;
     }
 
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     private async ValueTask<bool> HandleMessageAsync(ReadOnlySequence<byte> message, long payloadLength, byte sequence, bool split)
     {
         _errorSequence = (byte)(sequence + 1);
@@ -361,6 +364,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
         ulong Fingerprint, bool IsWrite, QueryHints Hints, int StatementCount, SessionEffects Session, bool LoadLocal, List<(string Name, string Assignment)>? Tracked,
         TransactionBoundary Boundary = TransactionBoundary.None);
 
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
     private async ValueTask QueryAsync(ReadOnlySequence<byte> message, ReadOnlySequence<byte> payload, byte sequence)
     {
         var facts = ClassifyQuery(payload.Slice(1));
@@ -538,6 +542,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
         CopyToServer(_writing, message);
     }
 
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
     private async ValueTask ExecuteAsync(ReadOnlySequence<byte> message, ReadOnlySequence<byte> payload, byte sequence, bool split)
     {
         var id = ReadStatementId(payload);
@@ -863,6 +868,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
     /// and a server connection unless one is attached, and aligns the connection's session. On a
     /// refusal it answers the client (or hands the message to <paramref name="refusal"/>) and returns false.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     private async ValueTask<bool> BeginUnitAsync(ulong fingerprint, bool isWrite, QueryHints hints, byte sequence, Action<string>? refusal = null,
         bool pinsSession = false, bool closesTransaction = false)
     {
@@ -1010,6 +1016,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
     /// state to the primary, reads by P2C over replicas that are healthy, within the lag bound and have
     /// applied this client's writes). Null when the unit was refused.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     private async ValueTask<MySqlPool?> RouteAsync(DatabaseBackends backends, StatementInfo info, bool pinsSession, byte sequence, Action<string>? refusal)
     {
         var hasState = pinsSession || _pool!.Mode == PoolMode.Session;
@@ -1048,6 +1055,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
     /// primary — the old one back, or a promoted replica — instead of failing at once; a read whose
     /// replica failed goes to the primary.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     private async ValueTask<bool> AttachWithinFailoverAsync(MySqlPool pool, DatabaseBackends? backends, MProxy.Abstractions.Priority priority, byte sequence, Action<string>? refusal)
     {
         var started = _edge.Time.GetTimestamp();
@@ -1178,6 +1186,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
         }
     }
 
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     private static async ValueTask<MySqlServerConnection> AcquireAsync(MySqlPool pool, CancellationToken cancellationToken)
     {
         try
@@ -1195,6 +1204,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
         new(MySqlError.ServerShutdown, e.Message + " [57P03]", fatal: pool.Backends is null);
 
     /// <summary>Ends a batch: flushes what went to the server and what the edge wrote to the client.</summary>
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
     protected override async ValueTask EndBatchAsync()
     {
         if (_outputDirty)
