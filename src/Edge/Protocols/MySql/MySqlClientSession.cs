@@ -289,7 +289,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
         if (_infile)
         {
             // LOCAL INFILE data for the attached server, up to an empty packet.
-            if (await TryHoldAttachedServerAsync())
+            if (TryHoldAttachedServer())
                 CopyToServer(_writing!, message);
             if (payloadLength == 0)
                 _infile = false;
@@ -704,7 +704,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
             _unitOpen = true;
             _writing!.SetUnitOpen(true);
         }
-        else if (!await TryHoldAttachedServerAsync())
+        else if (!TryHoldAttachedServer())
         {
             return;
         }
@@ -731,7 +731,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
             return;
         }
         _refusedLongData = null;
-        if (await TryHoldAttachedServerAsync() && _writing!.FindStatement(statement.Key) is { } serverStatement)
+        if (TryHoldAttachedServer() && _writing!.FindStatement(statement.Key) is { } serverStatement)
         {
             _writing.Enqueue(new MySqlPendingRequest(MySqlResponseKind.Ok, MySqlResponseMode.Forward));
             WriteWithStatementId(_writing, serverStatement.ServerId, message, payload, sequence, split);
@@ -752,7 +752,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
         var id = ReadStatementId(payload);
         var statement = FindStatement(id);
         // A cursor lives on the (pinned) server connection that opened it.
-        if (statement is not null && await TryHoldAttachedServerAsync() && _writing!.FindStatement(statement.Key) is { } serverStatement)
+        if (statement is not null && TryHoldAttachedServer() && _writing!.FindStatement(statement.Key) is { } serverStatement)
         {
             _writing.Enqueue(new MySqlPendingRequest(MySqlResponseKind.Rows, MySqlResponseMode.Forward));
             WriteWithStatementId(_writing, serverStatement.ServerId, message, payload, sequence, split);
@@ -769,7 +769,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
         _variables = MySqlSessionVariables.Default;
         _unitOpen = false;
         _refusedLongData = null;
-        if (await TryHoldAttachedServerAsync())
+        if (TryHoldAttachedServer())
         {
             // The server resets too; on its OK the connection is no longer pinned and may go back to the pool.
             _writing!.Enqueue(new MySqlPendingRequest(MySqlResponseKind.Ok, MySqlResponseMode.Forward, Resets: true));
@@ -872,7 +872,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
     private async ValueTask<bool> BeginUnitAsync(ulong fingerprint, bool isWrite, QueryHints hints, byte sequence, Action<string>? refusal = null,
         bool pinsSession = false, bool closesTransaction = false)
     {
-        var attached = await TryHoldAttachedServerAsync();
+        var attached = TryHoldAttachedServer();
         if (_unitOpen && attached)
             return true; // the execution of the long data's unit
         if (attached && _writing is { } held && await held.ReleaseBetweenUnitsAsync(this))
@@ -1149,17 +1149,17 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
     }
 
     /// <summary>Starts writing to the attached server, if the client still has one; false otherwise.</summary>
-    private ValueTask<bool> TryHoldAttachedServerAsync()
+    private bool TryHoldAttachedServer()
     {
         if (_writing is not null)
-            return new ValueTask<bool>(true);
+            return true;
         var server = _server;
         if (server is not null && server.TryBeginWrite(this))
         {
             _writing = server;
-            return new ValueTask<bool>(true);
+            return true;
         }
-        return new ValueTask<bool>(false);
+        return false;
     }
 
     /// <summary>Attaches a server connection just leased from <paramref name="pool"/> and aligns its session with the client's.</summary>
@@ -1245,7 +1245,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
     /// <summary>The edge's own response: behind the attached server's responses in flight, or straight to the client.</summary>
     private async ValueTask RespondAsync(byte[] packets)
     {
-        if (await TryHoldAttachedServerAsync())
+        if (TryHoldAttachedServer())
             _writing!.EnqueueSynthetic(packets, 0);
         else
             WriteDirect(packets);
