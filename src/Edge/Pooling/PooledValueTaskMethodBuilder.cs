@@ -188,16 +188,6 @@ internal sealed class PooledValueTaskBox<TResult, TStateMachine> : PooledValueTa
     /// <summary>Resumes the call: what its awaiters are given (made once per box).</summary>
     public Action MoveNextAction { get; }
 
-    /// <summary>How many boxes of this method wait in its pool (for tests).</summary>
-    internal static int Pooled
-    {
-        get
-        {
-            lock (PoolLock)
-                return _pooled;
-        }
-    }
-
     public static PooledValueTaskBox<TResult, TStateMachine> Rent()
     {
         lock (PoolLock)
