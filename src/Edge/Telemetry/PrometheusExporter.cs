@@ -192,7 +192,7 @@ internal sealed class PrometheusExporter : IDisposable
 
     private sealed class SumSeries(KeyValuePair<string, string>[] labels, bool integer)
     {
-        private readonly object _lock = new();
+        private readonly Lock _lock = new();
         private double _value;
 
         public KeyValuePair<string, string>[] Labels { get; } = labels;
@@ -226,10 +226,10 @@ internal sealed class PrometheusExporter : IDisposable
             var key = new LabelKey(tags);
             if (!_series.TryGetValue(key, out var series))
                 series = _series.GetOrAdd(key, new HistogramSeries(LabelSet.Copy(tags), _bounds.Length));
-            // le semantics: the first bucket whose bound is >= value.
-            var index = Array.BinarySearch(_bounds, value);
-            if (index < 0)
-                index = ~index;
+            // le semantics: the first bucket whose bound is >= value (latencies sit in the first few).
+            var index = 0;
+            while (index < _bounds.Length && value > _bounds[index])
+                index++;
             series.Add(index, value);
         }
 
@@ -260,32 +260,30 @@ internal sealed class PrometheusExporter : IDisposable
         }
     }
 
+    /// <summary>
+    /// One label set's bucket counts and sum, striped per processor (<see cref="StripedCounters"/>):
+    /// every request unit records here from whichever loop completes it. The count is the buckets'
+    /// total, so a scrape's <c>_count</c> always equals its <c>+Inf</c> bucket.
+    /// </summary>
     private sealed class HistogramSeries(KeyValuePair<string, string>[] labels, int bounds)
     {
-        private readonly object _lock = new();
-        private readonly long[] _counts = new long[bounds + 1];
-        private double _sum;
-        private long _count;
+        // Slots 0..bounds: the buckets (the last one above every bound); then the sum.
+        private readonly StripedCounters _counters = new(bounds + 2);
 
         public KeyValuePair<string, string>[] Labels { get; } = labels;
 
         public void Add(int bucket, double value)
         {
-            lock (_lock)
-            {
-                _counts[bucket]++;
-                _sum += value;
-                _count++;
-            }
+            _counters.Increment(bucket);
+            _counters.AddDouble(_counters.Count - 1, value);
         }
 
         public (double Sum, long Count) CopyTo(long[] counts)
         {
-            lock (_lock)
-            {
-                _counts.CopyTo(counts, 0);
-                return (_sum, _count);
-            }
+            long count = 0;
+            for (var i = 0; i < counts.Length; i++)
+                count += counts[i] = _counters.Read(i);
+            return (_counters.ReadDouble(_counters.Count - 1), count);
         }
     }
 

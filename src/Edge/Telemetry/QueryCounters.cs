@@ -13,32 +13,35 @@ internal enum UnitType
 
 /// <summary>
 /// Query and byte counters of one (database, tenant): resolved once per client session, then bumped
-/// with one interlocked add per request unit or batch.
+/// with one interlocked add per request unit or batch, on the updating processor's own stripe
+/// (<see cref="StripedCounters"/>: the sessions of one cell run on every loop).
 /// </summary>
 internal sealed class QueryCell(string database, string tenant)
 {
-    private readonly long[] _queries = new long[6];
-    private long _bytesToClient;
-    private long _bytesToServer;
+    private const int BytesToClientSlot = 6;
+    private const int BytesToServerSlot = 7;
+
+    // Slots 0-5: queries by (type, replica); 6 and 7: bytes to the client and to the server.
+    private readonly StripedCounters _counters = new(8);
 
     public string Database { get; } = database;
 
     public string Tenant { get; } = tenant;
 
-    public long BytesToClient => Volatile.Read(ref _bytesToClient);
+    public long BytesToClient => _counters.Read(BytesToClientSlot);
 
-    public long BytesToServer => Volatile.Read(ref _bytesToServer);
+    public long BytesToServer => _counters.Read(BytesToServerSlot);
 
-    public long Queries(UnitType type, bool replica) => Volatile.Read(ref _queries[Index(type, replica)]);
+    public long Queries(UnitType type, bool replica) => _counters.Read(Index(type, replica));
 
-    public void CountQuery(UnitType type, bool replica) => Interlocked.Increment(ref _queries[Index(type, replica)]);
+    public void CountQuery(UnitType type, bool replica) => _counters.Increment(Index(type, replica));
 
     public void AddBytes(long toClient, long toServer)
     {
         if (toClient != 0)
-            Interlocked.Add(ref _bytesToClient, toClient);
+            _counters.Add(BytesToClientSlot, toClient);
         if (toServer != 0)
-            Interlocked.Add(ref _bytesToServer, toServer);
+            _counters.Add(BytesToServerSlot, toServer);
     }
 
     private static int Index(UnitType type, bool replica) => ((int)type * 2) + (replica ? 1 : 0);

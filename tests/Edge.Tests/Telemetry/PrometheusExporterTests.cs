@@ -43,6 +43,29 @@ public sealed class PrometheusExporterTests : IDisposable
     }
 
     [Fact]
+    public void Scrape_HistogramRecordedFromManyThreads_CountEqualsInfBucketAndEveryRecording()
+    {
+        var histogram = _meter.CreateHistogram("mproxy.test.parallel", "s", "Test latency.", null,
+            new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.01] });
+        const int threads = 8;
+        const int perThread = 10_000;
+
+        Concurrently.Run(threads, () =>
+        {
+            for (var i = 0; i < perThread; i++)
+                histogram.Record((i % 4) switch { 0 => 0.0005, 1 => 0.005, 2 => 0.5, _ => 0.0005 }, new TagList { { "database", "app" } });
+        });
+
+        var scrape = PrometheusScrape.Parse(_exporter.Scrape());
+        (string, string)[] app = [("database", "app")];
+        Assert.Equal(threads * perThread / 2, scrape.Value("mproxy_test_parallel_seconds_bucket", [.. app, ("le", "0.001")]));
+        Assert.Equal(threads * perThread * 3 / 4, scrape.Value("mproxy_test_parallel_seconds_bucket", [.. app, ("le", "0.01")]));
+        Assert.Equal(threads * perThread, scrape.Value("mproxy_test_parallel_seconds_bucket", [.. app, ("le", "+Inf")]));
+        Assert.Equal(threads * perThread, scrape.Value("mproxy_test_parallel_seconds_count", app));
+        Assert.Equal(threads * perThread / 4 * (0.0005 + 0.005 + 0.5 + 0.0005), scrape.Value("mproxy_test_parallel_seconds_sum", app), 6);
+    }
+
+    [Fact]
     public void Scrape_ObservableInstruments_ReadAtScrapeTime()
     {
         long queries = 3;
@@ -145,4 +168,5 @@ public sealed class PrometheusExporterTests : IDisposable
     [InlineData("weird-name.x", null, false, "weird_name_x")]
     public void MetricName_UnitsAndCounters_FollowPrometheusConventions(string instrument, string? unit, bool counter, string expected) =>
         Assert.Equal(expected, PrometheusText.MetricName(instrument, unit, counter));
+
 }
