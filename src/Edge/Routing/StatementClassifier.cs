@@ -78,11 +78,18 @@ public static class StatementClassifier
             if (next < 0)
                 return false;
             at += next;
-            var rest = sql[at..];
-            if ((at == 0 || !IsWordByte(sql[at - 1]))
-                && (StartsWith(rest, "prepare"u8) || StartsWith(rest, "execute"u8) || StartsWith(rest, "deallocate"u8) || StartsWith(rest, "discard"u8)))
+            if (at == 0 || !IsWordByte(sql[at - 1]))
             {
-                return true;
+                // The initial (and for d, the second letter) names the one word it could start.
+                var rest = sql[at..];
+                var word = (rest[0] | 0x20) switch
+                {
+                    'p' => "prepare"u8,
+                    'e' => "execute"u8,
+                    _ => rest.Length > 1 && (rest[1] | 0x20) == 'i' ? "discard"u8 : "deallocate"u8,
+                };
+                if (StartsWith(rest, word))
+                    return true;
             }
             at++;
         }

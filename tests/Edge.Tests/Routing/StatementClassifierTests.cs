@@ -360,6 +360,8 @@ public sealed class StatementClassifierTests
     [InlineData("SELECT 1;execute q(1)", true)]
     [InlineData("/*c*/prepare q AS SELECT 1", true)]
     [InlineData("-- c\nDISCARD ALL", true)]
+    [InlineData("SELECT delta, dis, d FROM e, p WHERE di = 'x' -- d", false)] // words that start like one, and texts that end in an initial
+    [InlineData("SELECT 1; Discard all", true)]
     public void MayHavePreparedStatementCommand_IsFalseOnlyWhenNoneOfTheWordsStartsAWord(string sql, bool expected)
     {
         var bytes = System.Text.Encoding.UTF8.GetBytes(sql);
