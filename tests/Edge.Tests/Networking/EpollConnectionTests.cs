@@ -177,4 +177,68 @@ public sealed class EpollConnectionTests : SocketTransportContract
         probe.Stop(); // a port nobody listens on now
         await Assert.ThrowsAsync<SocketException>(async () => await Connector.ConnectAsync(new HostPort("127.0.0.1", port), Token));
     }
+
+    [Fact]
+    public async Task Loop_ServerAndClientReadableInOneBatch_ServerEventGoesFirst()
+    {
+        // A loop of its own, held busy by a blocking continuation while a client's socket and then a
+        // server's become readable: the next batch names both, the client's first (epoll reports in
+        // readiness order), and the loop must serve the server connection's first.
+        using var transport = new EpollTransport(loops: 1);
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var endpoint = (IPEndPoint)listener.LocalEndpoint;
+        async Task<(EpollConnection Connection, Socket Peer)> PairAsync(bool server)
+        {
+            var peer = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            await peer.ConnectAsync(endpoint, Token);
+            var accepted = await listener.AcceptSocketAsync(Token);
+            return (transport.Adopt(accepted, endpoint, server), peer);
+        }
+        var (blocker, blockerPeer) = await PairAsync(server: false);
+        var (client, clientPeer) = await PairAsync(server: false);
+        var (server, serverPeer) = await PairAsync(server: true);
+        try
+        {
+            var order = new List<string>();
+            using var served = new CountdownEvent(2);
+            Task Record(EpollConnection connection, string name) =>
+                connection.Input.ReadAsync(Token).AsTask().ContinueWith(_ =>
+                {
+                    lock (order)
+                        order.Add(name);
+                    served.Signal();
+                }, Token, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            using var blocking = new ManualResetEventSlim();
+            using var release = new ManualResetEventSlim();
+            var held = blocker.Input.ReadAsync(Token).AsTask().ContinueWith(_ =>
+            {
+                blocking.Set();
+                release.Wait(Patience); // on the loop's thread: no event is served meanwhile
+            }, Token, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            var clientRead = Record(client, "client");
+            var serverRead = Record(server, "server");
+
+            blockerPeer.Send("x"u8);
+            Assert.True(blocking.Wait(Patience, Token));
+            clientPeer.Send("q"u8);
+            await Task.Delay(50, Token);
+            serverPeer.Send("r"u8);
+            await Task.Delay(50, Token);
+            release.Set();
+
+            Assert.True(served.Wait(Patience, Token));
+            await Task.WhenAll(held, clientRead, serverRead);
+            Assert.Equal(["server", "client"], order);
+        }
+        finally
+        {
+            await blocker.DisposeAsync();
+            await client.DisposeAsync();
+            await server.DisposeAsync();
+            blockerPeer.Dispose();
+            clientPeer.Dispose();
+            serverPeer.Dispose();
+        }
+    }
 }

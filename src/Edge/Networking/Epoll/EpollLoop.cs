@@ -15,6 +15,7 @@ internal sealed unsafe class EpollLoop : IDisposable
 {
     private const int MaxEvents = 256;
     private const ulong WakeToken = 0;
+    private const ulong ServerBit = 1;
 
     private readonly int _epoll;
     private readonly int _wake;
@@ -39,11 +40,12 @@ internal sealed unsafe class EpollLoop : IDisposable
         _thread.UnsafeStart();
     }
 
-    /// <summary>Adds a connection's socket to the set; its events go to <paramref name="token"/>'s connection.</summary>
-    public void Register(int fd, nint token)
+    /// <summary>Adds a connection's socket to the set; its events go to <paramref name="token"/>'s connection (a server's first in each batch).</summary>
+    public void Register(int fd, nint token, bool server)
     {
         var ev = stackalloc byte[16];
-        EpollNative.SetEvent(ev, EpollNative.EpollIn | EpollNative.EpollOut | EpollNative.EpollRdHup | EpollNative.EpollEt, (ulong)token);
+        // A GCHandle is pointer-aligned: its low bit is free to mark a server connection.
+        EpollNative.SetEvent(ev, EpollNative.EpollIn | EpollNative.EpollOut | EpollNative.EpollRdHup | EpollNative.EpollEt, (ulong)token | (server ? ServerBit : 0));
         if (EpollNative.epoll_ctl(_epoll, EpollNative.EpollCtlAdd, fd, ev) != 0)
             throw new IOException("epoll_ctl(ADD) failed: errno " + Marshal.GetLastPInvokeError());
     }
@@ -96,25 +98,35 @@ internal sealed unsafe class EpollLoop : IDisposable
                     continue;
                 Environment.FailFast("mproxy: epoll_wait failed: errno " + Marshal.GetLastPInvokeError());
             }
-            for (var i = 0; i < n; i++)
+            // Servers' events first: a response relayed and its connection handed on before the
+            // batch's new client requests, which mostly queue for a connection.
+            for (var pass = 1; pass >= 0; pass--)
             {
-                var (flags, data) = EpollNative.GetEvent(events, i);
-                if (data == WakeToken)
+                for (var i = 0; i < n; i++)
                 {
-                    ulong count;
-                    EpollNative.read(_wake, &count, sizeof(ulong));
-                    continue;
-                }
-                if (GCHandle.FromIntPtr((nint)data).Target is not EpollConnection connection)
-                    continue;
-                try
-                {
-                    connection.OnEvents(flags);
-                }
-                catch (Exception e)
-                {
-                    // A continuation that ran inline threw: that connection's problem, never the loop's.
-                    connection.OnLoopFault(e);
+                    var (flags, data) = EpollNative.GetEvent(events, i);
+                    if (data == WakeToken)
+                    {
+                        if (pass == 0)
+                        {
+                            ulong count;
+                            EpollNative.read(_wake, &count, sizeof(ulong));
+                        }
+                        continue;
+                    }
+                    if ((data & ServerBit) != (ulong)pass)
+                        continue;
+                    if (GCHandle.FromIntPtr((nint)(data & ~ServerBit)).Target is not EpollConnection connection)
+                        continue;
+                    try
+                    {
+                        connection.OnEvents(flags);
+                    }
+                    catch (Exception e)
+                    {
+                        // A continuation that ran inline threw: that connection's problem, never the loop's.
+                        connection.OnLoopFault(e);
+                    }
                 }
             }
             DrainClosing();
