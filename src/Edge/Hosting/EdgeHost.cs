@@ -111,7 +111,10 @@ public static class EdgeHost
                 new ProtocolInventory(MySqlPoolRegistry.Protocol, () => mysql.All, () => mysql.AllBackends, time));
         });
         services.AddSingleton<EdgeMetrics>();
-        services.AddSingleton(sp => new PrometheusExporter(sp.GetRequiredService<EdgeTelemetry>().Meter, includeRuntime: true));
+        // Without the endpoint (telemetry.metrics: false, read at start only) nothing listens to the
+        // meter for it: the query path's recordings then cost no aggregation.
+        if (config.Telemetry.Metrics)
+            services.AddSingleton(sp => new PrometheusExporter(sp.GetRequiredService<EdgeTelemetry>().Meter, includeRuntime: true));
         services.AddSingleton<IPeriodicTask, TelemetryTick>();
         services.AddHostedService<TelemetryHost>();
         services.AddSingleton(new ReloadSource(source));

@@ -8,17 +8,18 @@ namespace MProxy.Edge.Telemetry;
 
 /// <summary>
 /// Starts the edge's telemetry with the host: creates the observable instruments and the Prometheus
-/// listener before the first scrape, and the OTLP export when one is configured; stops the export
-/// (flushing it) when the edge stops.
+/// listener before the first scrape (none without the endpoint), and the OTLP export when one is
+/// configured; stops the export (flushing it) when the edge stops.
 /// </summary>
-internal sealed class TelemetryHost(EdgeTelemetry telemetry, EdgeMetrics metrics, PrometheusExporter prometheus, ConfigStore config, ILogger<TelemetryHost> log)
+internal sealed class TelemetryHost(EdgeTelemetry telemetry, EdgeMetrics metrics, ConfigStore config, ILogger<TelemetryHost> log, PrometheusExporter? prometheus = null)
     : IHostedService, IDisposable
 {
     private OtlpExport? _otlp;
 
     public EdgeMetrics Metrics { get; } = metrics;
 
-    public PrometheusExporter Prometheus { get; } = prometheus;
+    /// <summary>The <c>/metrics</c> exporter; null when <c>telemetry.metrics</c> is off.</summary>
+    public PrometheusExporter? Prometheus { get; } = prometheus;
 
     public Task StartAsync(CancellationToken cancellationToken)
     {

@@ -133,6 +133,30 @@ public sealed class MetricsTests(PostgresFixture postgres) : IAsyncLifetime
         Assert.Empty(scrape.Samples("mproxy_tenant_ru_total"));
     }
 
+    [Fact]
+    public async Task MetricsOff_NoEndpointAndNoExporter_QueriesStillCountedForTheConsole()
+    {
+        await using var edge = await ObservedEdge.StartAsync(ObservedEdge.Users(Server) + """
+
+            telemetry:
+              metrics: false
+            """);
+        var (client, _) = await RawPgClient.LoginAsync(edge.Port, PostgresServer.AppUser, PostgresServer.AppDatabase, PostgresServer.Password);
+        await using var _ = client;
+        for (var i = 0; i < 3; i++)
+        {
+            await client.SendQueryAsync("SELECT 1");
+            Assert.DoesNotContain(await client.ReadUntilReadyAsync(), m => m.Code == 'E');
+        }
+
+        using var response = await edge.GetAdminAsync("/metrics");
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, response.StatusCode);
+        // Nothing listens to the meter for an endpoint that is not served.
+        Assert.Null(edge.Find<MProxy.Edge.Telemetry.PrometheusExporter>());
+        var cell = Assert.Single(edge.Get<MProxy.Edge.Telemetry.EdgeTelemetry>().Queries.Snapshot());
+        Assert.Equal(3, cell.Queries(MProxy.Edge.Telemetry.UnitType.Read, replica: false));
+    }
+
     private static async Task OneQueryAsync(ObservedEdge edge)
     {
         var (client, _) = await RawPgClient.LoginAsync(edge.Port, "obs_tenant", PostgresServer.AppDatabase, PostgresServer.Password);

@@ -54,6 +54,12 @@ internal sealed class ObservedEdge : IAsyncDisposable
 
     public T Get<T>() where T : notnull => _app.Services.GetRequiredService<T>();
 
+    /// <summary>A service of the edge, or null when this configuration has none.</summary>
+    public T? Find<T>() where T : class => _app.Services.GetService<T>();
+
+    /// <summary>GET <paramref name="path"/> on the admin port.</summary>
+    public Task<HttpResponseMessage> GetAdminAsync(string path) => _http.GetAsync(new Uri($"http://127.0.0.1:{AdminPort}{path}"));
+
     /// <summary>The edge's log events so far (Information and up).</summary>
     public IReadOnlyList<CapturedLog> Logs() => _logs.Events;
 
@@ -101,7 +107,7 @@ internal sealed class ObservedEdge : IAsyncDisposable
 
     public async Task<(PrometheusScrape Scrape, string ContentType)> ScrapeAsync()
     {
-        using var response = await _http.GetAsync(new Uri($"http://127.0.0.1:{AdminPort}/metrics"));
+        using var response = await GetAdminAsync("/metrics");
         response.EnsureSuccessStatusCode();
         var text = await response.Content.ReadAsStringAsync();
         return (PrometheusScrape.Parse(text), response.Content.Headers.ContentType?.ToString() ?? "");
