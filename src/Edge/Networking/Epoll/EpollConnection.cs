@@ -27,8 +27,7 @@ internal sealed class EpollConnection : SocketConnection
     private readonly EpollPipeReader _reader;
     private readonly EpollPipeWriter _writer;
 
-    /// <summary>Registers the socket with <paramref name="loop"/>; a <paramref name="server"/> connection's events go first in each batch.</summary>
-    public EpollConnection(Socket socket, EpollLoop loop, EndPoint? remote = null, bool server = false)
+    public EpollConnection(Socket socket, EpollLoop loop, EndPoint? remote = null)
         : base(socket, remote)
     {
         _loop = loop;
@@ -37,7 +36,7 @@ internal sealed class EpollConnection : SocketConnection
         _reader = new EpollPipeReader(this);
         _writer = new EpollPipeWriter(this);
         _handle = GCHandle.Alloc(this, GCHandleType.Normal);
-        loop.Register(Fd, GCHandle.ToIntPtr(_handle), server);
+        loop.Register(Fd, GCHandle.ToIntPtr(_handle));
     }
 
     internal int Fd { get; }

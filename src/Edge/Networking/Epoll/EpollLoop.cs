@@ -15,7 +15,6 @@ internal sealed unsafe class EpollLoop : IDisposable
 {
     private const int MaxEvents = 256;
     private const ulong WakeToken = 0;
-    private const ulong ServerBit = 1;
 
     private readonly int _epoll;
     private readonly int _wake;
@@ -40,12 +39,11 @@ internal sealed unsafe class EpollLoop : IDisposable
         _thread.UnsafeStart();
     }
 
-    /// <summary>Adds a connection's socket to the set; its events go to <paramref name="token"/>'s connection (a server's first in each batch).</summary>
-    public void Register(int fd, nint token, bool server)
+    /// <summary>Adds a connection's socket to the set; its events go to <paramref name="token"/>'s connection.</summary>
+    public void Register(int fd, nint token)
     {
         var ev = stackalloc byte[16];
-        // A GCHandle is pointer-aligned: its low bit is free to mark a server connection.
-        EpollNative.SetEvent(ev, EpollNative.EpollIn | EpollNative.EpollOut | EpollNative.EpollRdHup | EpollNative.EpollEt, (ulong)token | (server ? ServerBit : 0));
+        EpollNative.SetEvent(ev, EpollNative.EpollIn | EpollNative.EpollOut | EpollNative.EpollRdHup | EpollNative.EpollEt, (ulong)token);
         if (EpollNative.epoll_ctl(_epoll, EpollNative.EpollCtlAdd, fd, ev) != 0)
             throw new IOException("epoll_ctl(ADD) failed: errno " + Marshal.GetLastPInvokeError());
     }
@@ -98,35 +96,25 @@ internal sealed unsafe class EpollLoop : IDisposable
                     continue;
                 Environment.FailFast("mproxy: epoll_wait failed: errno " + Marshal.GetLastPInvokeError());
             }
-            // Servers' events first: a response relayed and its connection handed on before the
-            // batch's new client requests, which mostly queue for a connection.
-            for (var pass = 1; pass >= 0; pass--)
+            for (var i = 0; i < n; i++)
             {
-                for (var i = 0; i < n; i++)
+                var (flags, data) = EpollNative.GetEvent(events, i);
+                if (data == WakeToken)
                 {
-                    var (flags, data) = EpollNative.GetEvent(events, i);
-                    if (data == WakeToken)
-                    {
-                        if (pass == 0)
-                        {
-                            ulong count;
-                            EpollNative.read(_wake, &count, sizeof(ulong));
-                        }
-                        continue;
-                    }
-                    if ((data & ServerBit) != (ulong)pass)
-                        continue;
-                    if (GCHandle.FromIntPtr((nint)(data & ~ServerBit)).Target is not EpollConnection connection)
-                        continue;
-                    try
-                    {
-                        connection.OnEvents(flags);
-                    }
-                    catch (Exception e)
-                    {
-                        // A continuation that ran inline threw: that connection's problem, never the loop's.
-                        connection.OnLoopFault(e);
-                    }
+                    ulong count;
+                    EpollNative.read(_wake, &count, sizeof(ulong));
+                    continue;
+                }
+                if (GCHandle.FromIntPtr((nint)data).Target is not EpollConnection connection)
+                    continue;
+                try
+                {
+                    connection.OnEvents(flags);
+                }
+                catch (Exception e)
+                {
+                    // A continuation that ran inline threw: that connection's problem, never the loop's.
+                    connection.OnLoopFault(e);
                 }
             }
             DrainClosing();

@@ -32,11 +32,11 @@ internal sealed class EpollTransport : IDisposable
             loop.Dispose();
     }
 
-    /// <summary>Hands an accepted or connected socket (never used asynchronously) to the next loop; <paramref name="server"/>: a connection to a database server.</summary>
-    public EpollConnection Adopt(Socket socket, EndPoint? remote = null, bool server = false)
+    /// <summary>Hands an accepted or connected socket (never used asynchronously) to the next loop.</summary>
+    public EpollConnection Adopt(Socket socket, EndPoint? remote = null)
     {
         var loop = _loops[(int)((uint)Interlocked.Increment(ref _next) % (uint)_loops.Length)];
-        return new EpollConnection(socket, loop, remote, server);
+        return new EpollConnection(socket, loop, remote);
     }
 }
 
@@ -63,7 +63,7 @@ internal sealed class EpollNetworkConnector(EpollTransport transport) : INetwork
                 using (cancellationToken.UnsafeRegister(static s => ((Socket)s!).Dispose(), socket))
                     await Task.Run(() => socket.Connect(target), CancellationToken.None);
                 cancellationToken.ThrowIfCancellationRequested();
-                return transport.Adopt(socket, target, server: true);
+                return transport.Adopt(socket, target);
             }
             catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException)
             {
