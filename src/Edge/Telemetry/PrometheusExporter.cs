@@ -192,7 +192,7 @@ internal sealed class PrometheusExporter : IDisposable
 
     private sealed class SumSeries(KeyValuePair<string, string>[] labels, bool integer)
     {
-        private readonly Lock _lock = new();
+        private readonly object _lock = new();
         private double _value;
 
         public KeyValuePair<string, string>[] Labels { get; } = labels;
