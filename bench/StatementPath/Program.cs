@@ -40,7 +40,7 @@ public class TelemetryBenchmarks : IDisposable
 {
     private const int Sessions = 64;
     private EdgeTelemetry _edge = null!;
-    private PrometheusExporter _exporter = null!;
+    private PrometheusExporter? _exporter;
     private UnitTelemetry[] _sessions = null!;
     private StatementInfo[] _infos = null!;
     private readonly HostPort _host = new("127.0.0.1", 5432);
@@ -70,11 +70,7 @@ public class TelemetryBenchmarks : IDisposable
         for (var i = 0; i < _infos.Length; i++)
         {
             var session = _sessions[_unit & (Sessions - 1)];
-            var unit = ++_unit;
-            session.Begin(unit, _infos[i], classified: true);
-            session.Sent(primary: true, _host);
-            session.AddBytes(120, 80);
-            session.Complete(unit, 0);
+            RunUnit(session, ++_unit, _infos[i]);
         }
     }
 
@@ -98,12 +94,17 @@ public class TelemetryBenchmarks : IDisposable
         for (var n = 0; n < ParallelUnits; n++)
         {
             var session = _sessions[firstSession + (n & (Sessions / 2 - 1))];
-            var info = _infos[n % 7];
-            session.Begin(n + 1, info, classified: true);
-            session.Sent(primary: true, _host);
-            session.AddBytes(120, 80);
-            session.Complete(n + 1, 0);
+            RunUnit(session, n + 1, _infos[n % _infos.Length]);
         }
+    }
+
+    /// <summary>One request unit's telemetry, as a session and its relay record it.</summary>
+    private void RunUnit(UnitTelemetry session, int unit, in StatementInfo info)
+    {
+        session.Begin(unit, info, classified: true);
+        session.Sent(primary: true, _host);
+        session.AddBytes(120, 80);
+        session.Complete(unit, 0);
     }
 
     public void Dispose()

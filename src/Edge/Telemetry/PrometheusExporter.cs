@@ -269,13 +269,14 @@ internal sealed class PrometheusExporter : IDisposable
     {
         // Slots 0..bounds: the buckets (the last one above every bound); then the sum.
         private readonly StripedCounters _counters = new(bounds + 2);
+        private readonly int _sumSlot = bounds + 1;
 
         public KeyValuePair<string, string>[] Labels { get; } = labels;
 
         public void Add(int bucket, double value)
         {
             _counters.Increment(bucket);
-            _counters.AddDouble(_counters.Count - 1, value);
+            _counters.AddDouble(_sumSlot, value);
         }
 
         public (double Sum, long Count) CopyTo(long[] counts)
@@ -283,7 +284,7 @@ internal sealed class PrometheusExporter : IDisposable
             long count = 0;
             for (var i = 0; i < counts.Length; i++)
                 count += counts[i] = _counters.Read(i);
-            return (_counters.ReadDouble(_counters.Count - 1), count);
+            return (_counters.ReadDouble(_sumSlot), count);
         }
     }
 
