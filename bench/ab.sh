@@ -45,6 +45,7 @@ echo "==> A: $a_dll ${A_ENV} ${A_ARGS} (port $a_port)   B: $b_dll ${B_ENV} ${B_A
 clk=$(getconf CLK_TCK)
 round() { # pid port -> "cpu_us_per_tx user_us_per_tx tps"
   local u1 s1 u2 s2 out n tps
+  reset_bench_database "$work" "$pg_port"
   read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$1/stat")
   out=$(pgbench -n -T "$SECONDS_PER_ROUND" -c "$CLIENTS" -j 2 "${pgbench_args[@]}" -h 127.0.0.1 -p "$2" -U bench bench 2>&1)
   read -r u2 s2 < <(awk '{print $14, $15}' "/proc/$1/stat")

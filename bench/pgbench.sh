@@ -17,6 +17,10 @@
 #        (tiered compilation), which is start-up cost, not per-query cost. Under this load the JIT
 #        thread still took a tenth of the edge's user time 40-60 s after start (and none a minute
 #        later), hence 40 s.
+#        Before every measured run the database is put back into the same state (reset_bench_database
+#        in scripts/lib.sh: TPC-B's small tables vacuumed, its history emptied, a checkpoint), as
+#        pgbench does itself when not given -n.
+#        RAW=1 also prints every run's TPS (in the order run) under the table, to stderr.
 #        CANDIDATE_DLL=path/to/mproxy.dll, CANDIDATE_ENV="NAME=value ..." and/or CANDIDATE_ARGS="--option
 #        value ..." add a second mproxy (another build, or the same build with other runtime settings or
 #        options, e.g. CANDIDATE_ARGS="--transport sockets"), measured in the same rounds and printed as
@@ -88,6 +92,7 @@ run_pgbench() { # target-port row [proxy-pid] [edge-admin-port] -> "tps failed c
     *) echo "unknown row $row" >&2; exit 2 ;;
   esac
   local out before after abefore aafter
+  reset_bench_database "$work" "$pg_port"
   before=$(cpu_ticks "$pid"); abefore=$(allocated_bytes "$admin")
   out=$(pgbench -n -T "$DURATION" "${args[@]}" -h 127.0.0.1 -p "$port" -U bench bench 2>&1) || true
   after=$(cpu_ticks "$pid"); aafter=$(allocated_bytes "$admin")
@@ -136,6 +141,9 @@ for row in "${rows[@]}"; do
       esac
     done
   done
+  if [ -n "${RAW:-}" ]; then
+    printf '%s TPS per round: direct %s | PgBouncer %s | mproxy %s%s\n' "$row" "${d[*]}" "${b[*]}" "${m[*]}" "${candidate:+ | candidate ${k[*]}}" >&2
+  fi
   dm=$(median "${d[@]}"); bm=$(median "${b[@]}"); mm=$(median "${m[@]}"); bcm=$(median1 "${bc[@]}"); mcm=$(median1 "${mc[@]}")
   rd=$(python3 -c "print(f'{$mm/$dm:.2f}' if $dm else 'n/a')"); rb=$(python3 -c "print(f'{$mm/$bm:.2f}' if $bm else 'n/a')")
   mam=$(median1 "${ma[@]}")

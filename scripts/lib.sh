@@ -77,6 +77,18 @@ CONF
   pgbench -i -q -s "$scale" -h 127.0.0.1 -p "$port" -U bench bench >/dev/null 2>&1
 }
 
+# Puts start_bench_postgres's database back into the same state before a measured pgbench run, as
+# pgbench does itself without -n (which the scripts pass, since the run may go through a proxy):
+# vacuums the two small tables TPC-B updates on every transaction, empties the history it appends
+# to, then checkpoints, so that writing out the previous run's pages does not land in this one: no
+# run inherits the bloat or the dirty pages of the runs before it. (It did not make two copies of one
+# build agree better in an A/A run of bench/pgbench.sh: single 10-s runs on this shared box still
+# differ by up to 15 %; read the medians of several rounds.)
+reset_bench_database() { # dir port
+  as_postgres "$(pg_bindir)/psql" -h "$1" -p "$2" -U postgres -d bench -q \
+    -c "VACUUM pgbench_branches" -c "VACUUM pgbench_tellers" -c "TRUNCATE pgbench_history" -c "CHECKPOINT" >/dev/null
+}
+
 # PgBouncer for the benchmarks, in front of start_bench_postgres's server: transaction pooling, POOL
 # server connections, config and logs in DIR; listens on PORT. SERVER_LOGIN (optional) is added to
 # the database line (e.g. "user=bench password=bench" to force one server user); USERS (optional)
