@@ -12,7 +12,9 @@
 #
 # Usage: bench/pgbench.sh [rows...]      rows: select50 tpcb50 select250 prepared50 extended50
 # Env:   DURATION=20 ROUNDS=3 POOL=20 SCALE=10 WARMUP=40
-#        WARMUP seconds of select-only load go through each proxy before the first round, unmeasured:
+#        WARMUP seconds of select-only load (then a quarter of that with 250 clients, and a quarter of
+#        TPC-B-like load, whose transaction blocks take paths select-only never does) go through each
+#        proxy before the first round, unmeasured:
 #        .NET compiles its hot code again with optimizations during the first tens of seconds
 #        (tiered compilation), which is start-up cost, not per-query cost. Under this load the JIT
 #        thread still took a tenth of the edge's user time 40-60 s after start (and none a minute
@@ -110,7 +112,8 @@ median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]
 median1() { python3 -c 'import sys,math,statistics; v=[float(x) for x in sys.argv[1:] if not math.isnan(float(x))]; print(f"{statistics.median(v):.1f}" if v else "n/a")' "$@"; }
 
 # Proxy CPU per transaction (user + system time of the proxy process ÷ transactions) is the steadier
-# figure on a shared box: TPS moves with whatever else runs, the proxy's own cost per query does not.
+# figure on a shared box: TPS moves with whatever else runs, the proxy's own cost per query less so
+# (two copies of one build still read 23.6 and 27.4 µs per select-only transaction in one A/A run).
 # B/tx is what the edge's runtime allocated per transaction (dotnet_gc_heap_total_allocated_bytes_total
 # from its /metrics, which the edge serves on an admin port here): the hot path's garbage.
 # The warm-up also waits in the pool (250 clients) for a while, so that the code of waiting leases is
@@ -119,6 +122,7 @@ for port in "${ports[@]}"; do
   if [ "$WARMUP" -gt 0 ]; then
     pgbench -n -S -T "$WARMUP" -c 50 -j 2 -h 127.0.0.1 -p "$port" -U bench bench >/dev/null 2>&1 || true
     pgbench -n -S -T $(( (WARMUP + 3) / 4 )) -c 250 -j 2 -h 127.0.0.1 -p "$port" -U bench bench >/dev/null 2>&1 || true
+    pgbench -n -T $(( (WARMUP + 3) / 4 )) -c 50 -j 2 -h 127.0.0.1 -p "$port" -U bench bench >/dev/null 2>&1 || true
   fi
 done
 
