@@ -2,6 +2,7 @@ using System.Buffers;
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
 using MProxy.Edge.Configuration;
+using MProxy.Edge.Networking;
 
 namespace MProxy.Edge.Protocols;
 
@@ -25,7 +26,10 @@ internal enum ServerConnectionState
 /// (<see cref="RelayClientSession.OnResponses"/>), its output is flushed outside the lock, and the
 /// connection goes back to the pool if the client's unit is over (<see cref="IsUnitOverLocked"/>, the
 /// protocol's test; <see cref="TryReleaseLocked"/>).
-/// When the server goes away the client is told and closed (<see cref="FailAsync"/>).
+/// When the server goes away the client is told and closed (<see cref="FailAsync"/>). The client's
+/// side is the same in both protocols too: it holds the connection for each batch it writes
+/// (<see cref="TryBeginWrite"/> … <see cref="EndWrite"/>), which keeps it from going back to the pool
+/// mid-batch; and the edge closes a connection with the protocol's goodbye (<see cref="CloseAsync"/>).
 /// </summary>
 internal abstract class RelayServerConnection<TClient>(ConnectionContext transport, HostPort endpoint)
     where TClient : RelayClientSession
@@ -71,6 +75,70 @@ internal abstract class RelayServerConnection<TClient>(ConnectionContext transpo
 
     /// <summary>Starts relaying the server's messages.</summary>
     public void Start() => _ = PumpAsync();
+
+    /// <summary>The client served now, if any.</summary>
+    public TClient? Client => Volatile.Read(ref _client);
+
+    public bool IsAttachedTo(TClient client) => ReferenceEquals(Volatile.Read(ref _client), client);
+
+    /// <summary>Starts a batch of writes for the client; false if the connection no longer serves it.</summary>
+    public bool TryBeginWrite(TClient client)
+    {
+        lock (_sync)
+        {
+            if (!ReferenceEquals(_client, client) || _state != ServerConnectionState.Attached)
+                return false;
+            _writerBusy = true;
+            return true;
+        }
+    }
+
+    /// <summary>Ends the client's batch (after flushing <see cref="Output"/>); may return the connection to the pool.</summary>
+    public void EndWrite(TClient client)
+    {
+        bool release;
+        lock (_sync)
+        {
+            if (!ReferenceEquals(_client, client))
+                return;
+            _writerBusy = false;
+            release = TryReleaseLocked();
+        }
+        if (release)
+            ReturnToPool();
+    }
+
+    /// <summary>Closes the connection for good: says goodbye to the server in its protocol, then closes the socket.</summary>
+    public async ValueTask CloseAsync()
+    {
+        lock (_sync)
+        {
+            if (_state == ServerConnectionState.Broken)
+                return;
+            _state = ServerConnectionState.Broken;
+        }
+        try
+        {
+            WriteGoodbye(Output);
+            await Output.FlushAsync();
+        }
+        catch
+        {
+            // the server may already be gone
+        }
+        await _transport.DisposeAsync();
+    }
+
+    /// <summary>The protocol's last message on a connection the edge closes (PostgreSQL's Terminate, MySQL's COM_QUIT).</summary>
+    protected abstract void WriteGoodbye(PipeWriter output);
+
+    /// <summary>Forwards a run of the server's bytes to the client's output, counting them. Called under <see cref="_sync"/>.</summary>
+    protected void FlushRun(PipeWriter output, in ReadOnlySequence<byte> run, ref bool wrote)
+    {
+        output.WriteSequence(run);
+        _forwardedBytes += run.Length;
+        wrote = true;
+    }
 
     /// <summary>
     /// Handles every whole message in <paramref name="buffer"/> (and the available part of a large

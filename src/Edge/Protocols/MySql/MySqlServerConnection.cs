@@ -18,7 +18,7 @@ namespace MProxy.Edge.Protocols.MySql;
 /// without being buffered whole), swallows the responses to the edge's own commands, rewrites the
 /// statement id of a client's PREPARE_OK, and keeps the server status flags of every OK and EOF.</para>
 /// <para>The attached client's loop is the only writer of <c>Output</c>, between
-/// <see cref="TryBeginWrite"/> and <see cref="EndWrite"/>. In transaction mode the connection goes
+/// <see cref="RelayServerConnection{TClient}.TryBeginWrite"/> and <see cref="RelayServerConnection{TClient}.EndWrite"/>. In transaction mode the connection goes
 /// back to the pool when nothing is pending, no transaction is open (SERVER_STATUS_IN_TRANS clear,
 /// autocommit on) and the client has not pinned it with session state — whichever of the pump or
 /// the client's loop observes that last does it.</para>
@@ -81,8 +81,6 @@ internal sealed class MySqlServerConnection : RelayServerConnection<MySqlClientS
     public MySqlSessionVariables Variables { get; private set; } = MySqlSessionVariables.Default;
 
     /// <summary>The client this connection serves now, if any (for SHOW SERVERS).</summary>
-    public MySqlClientSession? Client => Volatile.Read(ref _client);
-
     /// <summary>Statements prepared on this connection (for SHOW SERVERS; read without the connection's lock).</summary>
     public int PreparedStatementCount => _statements.Count;
 
@@ -104,8 +102,6 @@ internal sealed class MySqlServerConnection : RelayServerConnection<MySqlClientS
     /// <summary>The domain and the binary log position of the primary (global variables: no privilege needed).</summary>
     public const string CausalPositionQuery = "SELECT @@global.gtid_domain_id, @@global.gtid_binlog_pos";
 
-    public bool IsAttachedTo(MySqlClientSession client) => ReferenceEquals(Volatile.Read(ref _client), client);
-
     // ---------------------------------------------------------------- client side
 
     /// <summary>Attaches a freshly leased connection to a client, which then holds it for writing.</summary>
@@ -118,18 +114,6 @@ internal sealed class MySqlServerConnection : RelayServerConnection<MySqlClientS
             _writerBusy = true;
             _unitOpen = false;
             _pinned = false;
-        }
-    }
-
-    /// <summary>Starts a batch of writes for the client; false if the connection no longer serves it.</summary>
-    public bool TryBeginWrite(MySqlClientSession client)
-    {
-        lock (_sync)
-        {
-            if (!ReferenceEquals(_client, client) || _state != ServerConnectionState.Attached)
-                return false;
-            _writerBusy = true;
-            return true;
         }
     }
 
@@ -202,21 +186,6 @@ internal sealed class MySqlServerConnection : RelayServerConnection<MySqlClientS
         }
     }
 
-    /// <summary>Ends the client's batch (after flushing <c>Output</c>); may return the connection to the pool.</summary>
-    public void EndWrite(MySqlClientSession client)
-    {
-        bool release;
-        lock (_sync)
-        {
-            if (!ReferenceEquals(_client, client))
-                return;
-            _writerBusy = false;
-            release = TryReleaseLocked();
-        }
-        if (release)
-            _pool.Return(this);
-    }
-
     /// <summary>
     /// The client is leaving (or changing user): a command still running closes the connection; an
     /// open transaction, autocommit off, or pinned session state is reset with COM_RESET_CONNECTION;
@@ -269,25 +238,7 @@ internal sealed class MySqlServerConnection : RelayServerConnection<MySqlClientS
         return (await request.Task.WaitAsync(cancellationToken)).Error;
     }
 
-    public async ValueTask CloseAsync()
-    {
-        lock (_sync)
-        {
-            if (_state == ServerConnectionState.Broken)
-                return;
-            _state = ServerConnectionState.Broken;
-        }
-        try
-        {
-            MySqlPacketWriter.WriteCommand(Output, MySqlCommandCode.Quit);
-            await Output.FlushAsync();
-        }
-        catch
-        {
-            // the server may already be gone
-        }
-        await _transport.DisposeAsync();
-    }
+    protected override void WriteGoodbye(PipeWriter output) => MySqlPacketWriter.WriteCommand(output, MySqlCommandCode.Quit);
 
     // ---------------------------------------------------------------- the pump
 
@@ -550,13 +501,6 @@ internal sealed class MySqlServerConnection : RelayServerConnection<MySqlClientS
 
     private static ReadOnlySpan<byte> Contiguous(in ReadOnlySequence<byte> payload) =>
         payload.IsSingleSegment ? payload.FirstSpan : payload.ToArray();
-
-    private void FlushRun(PipeWriter output, in ReadOnlySequence<byte> run, ref bool wrote)
-    {
-        output.WriteSequence(run);
-        _forwardedBytes += run.Length;
-        wrote = true;
-    }
 
     /// <summary>Emits the edge's own responses now at the head of the queue.</summary>
     private void EmitSyntheticLocked(PipeWriter? output, ref bool wrote)

@@ -18,7 +18,7 @@ namespace MProxy.Edge.Protocols.Postgres;
 /// without buffering them whole), swallows the responses to the edge's own requests, and keeps the
 /// transaction status from ReadyForQuery.</para>
 /// <para>The attached client's loop is the only writer of <c>Output</c>; it brackets each
-/// batch of writes with <see cref="TryBeginWrite"/>/<see cref="EndWrite"/>. While a client is
+/// batch of writes with <see cref="RelayServerConnection{TClient}.TryBeginWrite"/>/<see cref="RelayServerConnection{TClient}.EndWrite"/>. While a client is
 /// attached the pump is the only writer of that client's output. In transaction mode the connection
 /// goes back to the pool when nothing is pending, the client is not mid-batch and the transaction
 /// status is idle — whichever of the pump or the client's loop observes that last does it.</para>
@@ -126,10 +126,6 @@ internal sealed class PgServerConnection : RelayServerConnection<PgClientSession
         }
     }
 
-    public PgClientSession? Client => Volatile.Read(ref _client);
-
-    public bool IsAttachedTo(PgClientSession client) => ReferenceEquals(Volatile.Read(ref _client), client);
-
     // ---------------------------------------------------------------- client side
 
     /// <summary>Attaches a freshly leased connection to a client, which then holds it for writing.</summary>
@@ -141,18 +137,6 @@ internal sealed class PgServerConnection : RelayServerConnection<PgClientSession
             _state = ServerConnectionState.Attached;
             _clientUnsynced = false;
             _writerBusy = true;
-        }
-    }
-
-    /// <summary>Starts a batch of writes for the client; false if the connection no longer serves it.</summary>
-    public bool TryBeginWrite(PgClientSession client)
-    {
-        lock (_sync)
-        {
-            if (!ReferenceEquals(_client, client) || _state != ServerConnectionState.Attached)
-                return false;
-            _writerBusy = true;
-            return true;
         }
     }
 
@@ -320,21 +304,6 @@ internal sealed class PgServerConnection : RelayServerConnection<PgClientSession
     /// <summary>The resource group whose server settings (and statement timeout) were last applied to this connection.</summary>
     public MProxy.Edge.Qos.AppliedGroupSettings GroupSettings { get; } = new();
 
-    /// <summary>Ends the client's batch (after flushing <c>Output</c>); may return the connection to the pool.</summary>
-    public void EndWrite(PgClientSession client)
-    {
-        bool release;
-        lock (_sync)
-        {
-            if (!ReferenceEquals(_client, client))
-                return;
-            _writerBusy = false;
-            release = TryReleaseLocked();
-        }
-        if (release)
-            _pool.Return(this);
-    }
-
     /// <summary>
     /// The client is leaving: roll back what it left open, reset in session mode, then return the
     /// connection to the pool — or close it when a request of the client's is still running.
@@ -401,25 +370,7 @@ internal sealed class PgServerConnection : RelayServerConnection<PgClientSession
             Statements.Clear();
     }
 
-    public async ValueTask CloseAsync()
-    {
-        lock (_sync)
-        {
-            if (_state == ServerConnectionState.Broken)
-                return;
-            _state = ServerConnectionState.Broken;
-        }
-        try
-        {
-            PgMessageWriter.WriteTerminate(Output);
-            await Output.FlushAsync();
-        }
-        catch
-        {
-            // the server may already be gone
-        }
-        await _transport.DisposeAsync();
-    }
+    protected override void WriteGoodbye(PipeWriter output) => PgMessageWriter.WriteTerminate(output);
 
     // ---------------------------------------------------------------- the pump
 
@@ -503,13 +454,6 @@ internal sealed class PgServerConnection : RelayServerConnection<PgClientSession
         if (inRun)
             FlushRun(output!, buffer.Slice(runStart, cursor.Start), ref wrote);
         return cursor.Start;
-    }
-
-    private void FlushRun(PipeWriter output, in ReadOnlySequence<byte> run, ref bool wrote)
-    {
-        output.WriteSequence(run);
-        _forwardedBytes += run.Length;
-        wrote = true;
     }
 
     /// <summary>Emits the edge's own responses now at the head of the queue.</summary>
