@@ -35,6 +35,11 @@ public static class EdgeHost
         // on Linux), waking a thread for every file written there — a database's data directory,
         // the whole disk from /.
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
+        // Nor is anything else ambient read: the builder's defaults would take an appsettings.json
+        // found in the working directory and every environment variable as configuration, so a
+        // Kestrel:Endpoints entry there would open a listener nobody configured, a Logging section
+        // would override --log-level. Everything the edge does comes from its own configuration.
+        builder.Configuration.Sources.Clear();
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(logLevel);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);

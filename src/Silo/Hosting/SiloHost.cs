@@ -21,6 +21,7 @@ public static class SiloHost
         // No reload-on-change for appsettings.json (the silo's settings are not in it): it would watch the working
         // directory recursively (see EdgeHost.Build).
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
+        builder.Configuration.Sources.Clear(); // nor any ambient configuration (see EdgeHost.Build)
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(logLevel);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
