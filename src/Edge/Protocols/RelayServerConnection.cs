@@ -79,6 +79,7 @@ internal abstract class RelayServerConnection<TClient>(ConnectionContext transpo
     /// <summary>The client served now, if any.</summary>
     public TClient? Client => Volatile.Read(ref _client);
 
+    /// <summary>Whether the connection serves <paramref name="client"/> now (read without the lock).</summary>
     public bool IsAttachedTo(TClient client) => ReferenceEquals(Volatile.Read(ref _client), client);
 
     /// <summary>Starts a batch of writes for the client; false if the connection no longer serves it.</summary>

@@ -1,37 +1,50 @@
 using System.Diagnostics;
 using System.Net.Sockets;
 using System.Text;
+using MProxy.Integration.Tests.Policy;
 using MProxy.TestSupport;
 
 namespace MProxy.Integration.Tests.Hosting;
 
 /// <summary>
-/// The edge as its own process, started in a working directory that holds somebody else's
-/// <c>appsettings.json</c> and with ASP.NET-style variables in its environment: none of it applies.
+/// The edge and the silo as their own processes, started in a working directory that holds somebody
+/// else's <c>appsettings.json</c> and with ASP.NET-style variables in their environment: none of it
+/// applies (a Kestrel endpoint there would be a listener nobody configured).
 /// </summary>
-public sealed class AmbientConfigurationTests
+public sealed class AmbientConfigurationTests : IDisposable
 {
-    [Fact]
-    public async Task Edge_IgnoresAppsettingsJsonAndEnvironmentVariables()
-    {
-        var directory = Directory.CreateTempSubdirectory("mproxy-ambient-");
-        var listen = FreePort.Next();
-        var fromFile = FreePort.Next();
-        var fromEnvironment = FreePort.Next();
-        await File.WriteAllTextAsync(Path.Combine(directory.FullName, "appsettings.json"), $$"""
+    private readonly DirectoryInfo _directory = Directory.CreateTempSubdirectory("mproxy-ambient-");
+    private readonly int _fromFile = FreePort.Next();
+    private readonly int _fromEnvironment = FreePort.Next();
+
+    public AmbientConfigurationTests() =>
+        File.WriteAllText(Path.Combine(_directory.FullName, "appsettings.json"), $$"""
             {
-              "Kestrel": { "Endpoints": { "Ambient": { "Url": "http://127.0.0.1:{{fromFile}}" } } },
+              "Kestrel": { "Endpoints": { "Ambient": { "Url": "http://127.0.0.1:{{_fromFile}}" } } },
               "Logging": { "LogLevel": { "Default": "None" } }
             }
             """);
+
+    private Dictionary<string, string> Environment => new()
+    {
+        ["Kestrel__Endpoints__FromEnvironment__Url"] = $"http://127.0.0.1:{_fromEnvironment}",
+    };
+
+    public void Dispose() => _directory.Delete(recursive: true);
+
+    [Fact]
+    public async Task Edge_IgnoresAppsettingsJsonAndEnvironmentVariables()
+    {
+        var listen = FreePort.Next();
         var info = new ProcessStartInfo("dotnet")
         {
-            WorkingDirectory = directory.FullName,
+            WorkingDirectory = _directory.FullName,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        info.Environment["Kestrel__Endpoints__FromEnvironment__Url"] = $"http://127.0.0.1:{fromEnvironment}";
+        foreach (var (name, value) in Environment)
+            info.Environment[name] = value;
         foreach (var argument in new[]
         {
             Path.Combine(AppContext.BaseDirectory, "mproxy.dll"),
@@ -53,8 +66,7 @@ public sealed class AmbientConfigurationTests
                 Assert.True(DateTime.UtcNow < deadline, "the edge did not listen within 60 s: " + Snapshot(output));
                 await Task.Delay(100);
             }
-            Assert.False(await AcceptsAsync(fromFile), "the edge listens where the working directory's appsettings.json says");
-            Assert.False(await AcceptsAsync(fromEnvironment), "the edge listens where an environment variable says");
+            await AssertNoAmbientListenerAsync("edge");
             // --log-level Information holds: the start-up lines are there, not silenced by the file's Logging section.
             deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
             while (!Snapshot(output).Contains("info:", StringComparison.Ordinal))
@@ -67,8 +79,23 @@ public sealed class AmbientConfigurationTests
         {
             process.Kill(entireProcessTree: true);
             await process.WaitForExitAsync();
-            directory.Delete(recursive: true);
         }
+    }
+
+    [Fact]
+    public async Task Silo_IgnoresAppsettingsJsonAndEnvironmentVariables()
+    {
+        var policyFile = Path.Combine(_directory.FullName, "policy.yaml");
+        await File.WriteAllTextAsync(policyFile, "backends: []\n", TestContext.Current.CancellationToken);
+        await using var silo = await SiloProcess.StartAsync(FreePort.Next(), FreePort.Next(), "memory", policyFile, TestContext.Current.CancellationToken,
+            _directory.FullName, Environment);
+        await AssertNoAmbientListenerAsync("silo");
+    }
+
+    private async Task AssertNoAmbientListenerAsync(string who)
+    {
+        Assert.False(await AcceptsAsync(_fromFile), $"the {who} listens where the working directory's appsettings.json says");
+        Assert.False(await AcceptsAsync(_fromEnvironment), $"the {who} listens where an environment variable says");
     }
 
     private static string Snapshot(StringBuilder output)

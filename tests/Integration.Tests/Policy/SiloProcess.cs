@@ -35,8 +35,13 @@ internal sealed class SiloProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts the silo and waits until <c>/readyz</c> answers (its store is reachable and migrated).</summary>
-    public static async Task<SiloProcess> StartAsync(int edgePort, int dashboardPort, string store, string policyFile, CancellationToken cancellationToken)
+    /// <summary>
+    /// Starts the silo and waits until <c>/readyz</c> answers (its store is reachable and migrated);
+    /// in <paramref name="workingDirectory"/> and with <paramref name="environment"/> added to this
+    /// process's when given.
+    /// </summary>
+    public static async Task<SiloProcess> StartAsync(int edgePort, int dashboardPort, string store, string policyFile, CancellationToken cancellationToken,
+        string? workingDirectory = null, IReadOnlyDictionary<string, string>? environment = null)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -44,6 +49,10 @@ internal sealed class SiloProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (workingDirectory is not null)
+            info.WorkingDirectory = workingDirectory;
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+            info.Environment[name] = value;
         foreach (var argument in new[]
         {
             Path.Combine(AppContext.BaseDirectory, "mproxy-silo.dll"),
