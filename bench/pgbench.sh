@@ -115,7 +115,8 @@ median1() { python3 -c 'import sys,math,statistics; v=[float(x) for x in sys.arg
 # figure on a shared box: TPS moves with whatever else runs, the proxy's own cost per query less so
 # (two copies of one build still read 23.6 and 27.4 µs per select-only transaction in one A/A run).
 # B/tx is what the edge's runtime allocated per transaction (dotnet_gc_heap_total_allocated_bytes_total
-# from its /metrics, which the edge serves on an admin port here): the hot path's garbage.
+# from its /metrics, which the edge serves on an admin port here). Most of it is the run's client
+# logins (about 40 KB each, so a row with fewer transactions per run shows more per transaction).
 # The warm-up also waits in the pool (250 clients) for a while, so that the code of waiting leases is
 # compiled with optimizations before select250 is measured.
 for port in "${ports[@]}"; do
