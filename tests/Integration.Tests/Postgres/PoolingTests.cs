@@ -48,6 +48,29 @@ public class PoolingTests(PostgresFixture postgres)
         }
     }
 
+    /// <summary>
+    /// Client connections come and go by the hundred, each reading back its own query's answer —
+    /// large enough to grow the buffers — while others close: a finished session's transport buffers
+    /// go back to the pool (and are rented by the next connections), and no client ever sees another's bytes.
+    /// </summary>
+    [Fact]
+    public async Task TransactionMode_ShortLivedConnections_EachGetsItsOwnAnswers()
+    {
+        await using var edge = await StartEdgeAsync(EdgeServer.AppConfig(Server, poolSize: 4, waitTimeoutMs: 10_000));
+        var workers = Enumerable.Range(0, 8).Select(async worker =>
+        {
+            for (var i = 0; i < 30; i++)
+            {
+                var tag = $"w{worker}c{i}";
+                await using var connection = await edge.OpenAsync();
+                var answer = (string)(await new NpgsqlCommand($"SELECT '{tag}' || repeat('{tag}', 4000)", connection).ExecuteScalarAsync())!;
+                Assert.Equal(string.Concat(Enumerable.Repeat(tag, 4001)), answer);
+                Assert.Equal(tag, (string)(await new NpgsqlCommand($"SELECT '{tag}'", connection).ExecuteScalarAsync())!);
+            }
+        });
+        await Task.WhenAll(workers);
+    }
+
     [Fact]
     public async Task TransactionMode_TransactionKeepsOneServerConnection()
     {

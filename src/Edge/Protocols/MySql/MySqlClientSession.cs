@@ -156,6 +156,8 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
                 _edge.Clients.Unregister(this);
             if (_tls is not null)
                 await _tls.DisposeAsync();
+            else
+                CompleteTransport();
             MySqlLog.ClientDisconnected(_edge.Log, ClientId);
         }
     }

@@ -147,6 +147,8 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
                 _edge.Clients.Unregister(this);
             if (_tls is not null)
                 await _tls.DisposeAsync();
+            else
+                CompleteTransport();
             PgLog.ClientDisconnected(_edge.Log, ProcessId);
         }
     }
