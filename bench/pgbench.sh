@@ -10,7 +10,7 @@
 # shares CPU between sessions first, so an mproxy left in this script's session would share one
 # scheduling group with pgbench's threads while PgBouncer had a group to itself.
 #
-# Usage: bench/pgbench.sh [rows...]      rows: select50 tpcb50 select250 prepared50 extended50
+# Usage: bench/pgbench.sh [rows...]      rows: select50 tpcb50 select250 prepared50 extended50 connect50
 # Env:   DURATION=20 ROUNDS=3 POOL=20 SCALE=10 WARMUP=40
 #        WARMUP seconds of select-only load (then a quarter of that with 250 clients, and a quarter of
 #        TPC-B-like load, whose transaction blocks take paths select-only never does) go through each
@@ -91,6 +91,7 @@ run_pgbench() { # target-port row [proxy-pid] [edge-admin-port] -> "tps failed c
     select250)  args=(-S -c 250 -j 2 -M simple) ;;
     prepared50) args=(-S -c 50 -j 2 -M prepared) ;;
     extended50) args=(-S -c 50 -j 2 -M extended) ;;
+    connect50)  args=(-S -C -c 50 -j 2 -M simple) ;;   # a new connection (and login) per transaction
     *) echo "unknown row $row" >&2; exit 2 ;;
   esac
   local out before after abefore aafter
@@ -116,7 +117,7 @@ median1() { python3 -c 'import sys,math,statistics; v=[float(x) for x in sys.arg
 # (two copies of one build still read 23.6 and 27.4 µs per select-only transaction in one A/A run).
 # B/tx is what the edge's runtime allocated per transaction (dotnet_gc_heap_total_allocated_bytes_total
 # from its /metrics, which the edge serves on an admin port here). Most of it is the run's client
-# logins (about 40 KB each, so a row with fewer transactions per run shows more per transaction).
+# connections (about 12 KB each, so a row with fewer transactions per run shows more per transaction).
 # The warm-up also waits in the pool (250 clients) for a while, so that the code of waiting leases is
 # compiled with optimizations before select250 is measured.
 for port in "${ports[@]}"; do
