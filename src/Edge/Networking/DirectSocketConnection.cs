@@ -41,7 +41,8 @@ internal sealed class DirectSocketConnection : SocketConnection
     /// <remarks>
     /// The pipes are not completed here: the pump may be inside a read, and completing a reader
     /// under it would return its buffer to the pool mid-receive. Closing the socket ends that read
-    /// with an error; the buffers are left to the collector.
+    /// with an error; the buffers are left to the collector — unless the pipes' user completed them
+    /// first, as a client session does when it ends (<see cref="Protocols.RelayClientSession"/>).
     /// </remarks>
     protected override ValueTask CloseAsync() => _stream.DisposeAsync();
 }
