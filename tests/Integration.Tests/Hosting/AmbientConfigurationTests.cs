@@ -25,7 +25,7 @@ public sealed class AmbientConfigurationTests : IDisposable
             }
             """);
 
-    private Dictionary<string, string> Environment => new()
+    private Dictionary<string, string> AmbientEnvironment => new()
     {
         ["Kestrel__Endpoints__FromEnvironment__Url"] = $"http://127.0.0.1:{_fromEnvironment}",
     };
@@ -43,7 +43,7 @@ public sealed class AmbientConfigurationTests : IDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var (name, value) in Environment)
+        foreach (var (name, value) in AmbientEnvironment)
             info.Environment[name] = value;
         foreach (var argument in new[]
         {
@@ -88,7 +88,7 @@ public sealed class AmbientConfigurationTests : IDisposable
         var policyFile = Path.Combine(_directory.FullName, "policy.yaml");
         await File.WriteAllTextAsync(policyFile, "backends: []\n", TestContext.Current.CancellationToken);
         await using var silo = await SiloProcess.StartAsync(FreePort.Next(), FreePort.Next(), "memory", policyFile, TestContext.Current.CancellationToken,
-            _directory.FullName, Environment);
+            _directory.FullName, AmbientEnvironment);
         await AssertNoAmbientListenerAsync("silo");
     }
 
