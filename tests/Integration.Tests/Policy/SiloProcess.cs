@@ -51,8 +51,9 @@ internal sealed class SiloProcess : IAsyncDisposable
         };
         if (workingDirectory is not null)
             info.WorkingDirectory = workingDirectory;
-        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
-            info.Environment[name] = value;
+        if (environment is not null)
+            foreach (var (name, value) in environment)
+                info.Environment[name] = value;
         foreach (var argument in new[]
         {
             Path.Combine(AppContext.BaseDirectory, "mproxy-silo.dll"),
