@@ -6,7 +6,8 @@
 # median CPU per transaction (user + system of each process, from /proc), user time per transaction
 # and TPS of each, with the ratios B/A. Both processes are warm and measured under the same load in
 # every round, so a change of a few percent shows; run it once with A = B first (an A/A run) to see
-# the harness's own bias and noise on the day.
+# the harness's own bias and noise on the day. The last line gives each round's own B/A range and in
+# how many rounds B was lower (CPU) or higher (TPS): a difference that is not in most rounds is noise.
 #
 # Usage: bench/ab.sh A_DLL B_DLL [pgbench args]     e.g. bench/ab.sh /tmp/old/mproxy.dll src/Edge/bin/Release/net10.0/mproxy.dll -S
 # Env:   ROUNDS=10 SECONDS_PER_ROUND=5 CLIENTS=50 POOL=20 SCALE=10 WARMUP=40 A_ENV="NAME=value …" B_ENV="NAME=value …" A_ARGS="--option value …" B_ARGS="…"
@@ -68,4 +69,10 @@ print("|---|---:|---:|---:|")
 print(f"| A | {a[0]:.1f} | {a[1]:.1f} | {a[2]:.0f} |")
 print(f"| B | {b[0]:.1f} | {b[1]:.1f} | {b[2]:.0f} |")
 print(f"| B/A | {b[0]/a[0]:.3f} | {b[1]/a[1]:.3f} | {b[2]/a[2]:.3f} |")
+# Each round measured A and B back to back: the rounds' own ratios show whether a difference is
+# steadier than the day's drift (B below A in 8 of 8 rounds happens by chance once in 128 A/A runs).
+pairs = [(list(map(float, x.split())), list(map(float, y.split()))) for x, y in zip(sys.argv[1].strip().split("\n"), sys.argv[2].strip().split("\n"))]
+cpu = sorted(y[0] / x[0] for x, y in pairs); tps = sorted(y[2] / x[2] for x, y in pairs)
+print(f"per round B/A: CPU {cpu[0]:.3f}..{cpu[-1]:.3f} (B lower in {sum(r < 1 for r in cpu)} of {len(cpu)}), "
+      f"TPS {tps[0]:.3f}..{tps[-1]:.3f} (B higher in {sum(r > 1 for r in tps)} of {len(tps)})")
 PY

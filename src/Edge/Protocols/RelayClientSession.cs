@@ -33,12 +33,39 @@ internal abstract class RelayClientSession(IDuplexPipe client)
     /// Runs a session (<paramref name="run"/>) outside its caller's execution context. Kestrel calls
     /// the connection handler inside a logging scope, an AsyncLocal: captured at every await of the
     /// session, it would make each resumption switch execution contexts, a cost on every pooled
-    /// statement. The session names its client in its own log lines and needs none of it.
+    /// statement. The session names its client in its own log lines and needs none of it. It runs in
+    /// the default context instead (so every await captures that one, and a resumption on another
+    /// session's thread does not inherit that thread's), and it starts inline, on the caller's
+    /// thread, up to its first await: handing it to the thread pool cost every new client connection
+    /// one more thread wake-up.
     /// </summary>
     public static Task RunWithoutExecutionContext(Func<Task> run)
     {
+        var start = new SessionStart(run);
+        ExecutionContext.Run(DefaultContext, static state => ((SessionStart)state!).Start(), start);
+        return start.Task!;
+    }
+
+    /// <summary>The default execution context (no AsyncLocals): captured once on a thread started without the caller's.</summary>
+    private static readonly ExecutionContext DefaultContext = CaptureDefaultContext();
+
+    private static ExecutionContext CaptureDefaultContext()
+    {
+        ExecutionContext? captured = null;
         using (ExecutionContext.SuppressFlow())
-            return Task.Run(run);
+        {
+            var thread = new Thread(() => captured = ExecutionContext.Capture());
+            thread.Start();
+            thread.Join();
+        }
+        return captured!;
+    }
+
+    private sealed class SessionStart(Func<Task> run)
+    {
+        public Task? Task { get; private set; }
+
+        public void Start() => Task = run();
     }
 
     /// <summary>What the client sends (replaced once, during login, if the client starts TLS).</summary>
