@@ -82,8 +82,13 @@ public static class EdgeHost
         // The database listeners accept onto direct socket connections (no pipe and loop between
         // the socket and the session in each direction, and the session's work runs on the
         // socket's completion); the admin HTTP listener stays on Kestrel's default transport.
-        builder.Services.AddSingleton<IConnectionListenerFactory>(new DirectSocketListenerFactory(
-            new[] { config.Listen.Postgres, config.Listen.MySql }.OfType<EndPoint>().ToArray(), epoll));
+        // With the epoll transport the loops accept the clients and start their sessions themselves.
+        builder.Services.AddSingleton<IConnectionListenerFactory>(sp => new DirectSocketListenerFactory(
+            new[] { config.Listen.Postgres, config.Listen.MySql }.OfType<EndPoint>().ToArray(), epoll,
+            endpoint => endpoint.Equals(config.Listen.Postgres) ? ActivatorUtilities.CreateInstance<PgConnectionHandler>(sp).OnConnectedAsync
+                : endpoint.Equals(config.Listen.MySql) ? ActivatorUtilities.CreateInstance<MySqlConnectionHandler>(sp).OnConnectedAsync
+                : null,
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger("MProxy.Edge.Listener")));
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
 
 namespace MProxy.Edge.Networking;
 
@@ -9,7 +10,17 @@ namespace MProxy.Edge.Networking;
 /// or — with <paramref name="epoll"/> — connections of the edge's own epoll transport.
 /// Other endpoints (the admin HTTP listener) stay on Kestrel's socket transport.
 /// </summary>
-internal sealed class DirectSocketListenerFactory(IReadOnlyCollection<EndPoint> endpoints, Epoll.EpollTransport? epoll = null) : IConnectionListenerFactory, IConnectionListenerFactorySelector
+/// <remarks>
+/// With the epoll transport and a session for the endpoint (<paramref name="sessions"/>), the loops
+/// accept the clients themselves and start each one's session on the accepting loop's thread
+/// (<see cref="Epoll.EpollAcceptor"/>); Kestrel then only binds and unbinds the listener, and its
+/// accept loop waits until the unbind. Otherwise Kestrel's accept loop takes each client.
+/// </remarks>
+internal sealed class DirectSocketListenerFactory(
+    IReadOnlyCollection<EndPoint> endpoints,
+    Epoll.EpollTransport? epoll = null,
+    Func<EndPoint, Func<ConnectionContext, Task>?>? sessions = null,
+    ILogger? logger = null) : IConnectionListenerFactory, IConnectionListenerFactorySelector
 {
     public bool CanBind(EndPoint endpoint) => endpoints.Contains(endpoint);
 
@@ -28,7 +39,46 @@ internal sealed class DirectSocketListenerFactory(IReadOnlyCollection<EndPoint> 
             socket.Dispose();
             throw;
         }
+        if (epoll is not null && sessions?.Invoke(endpoint) is { } session)
+            return new ValueTask<IConnectionListener>(new LoopListener(epoll.Listen(socket, connection => _ = RunAsync(session, connection, logger), logger)));
         return new ValueTask<IConnectionListener>(new Listener(socket, epoll));
+    }
+
+    /// <summary>What Kestrel does around a connection handler: runs it, then disposes the connection.</summary>
+    private static async Task RunAsync(Func<ConnectionContext, Task> session, ConnectionContext connection, ILogger? logger)
+    {
+        try
+        {
+            await session(connection);
+        }
+        catch (Exception e)
+        {
+            logger?.LogError(e, "The session of client {Client} failed", connection.RemoteEndPoint);
+        }
+        finally
+        {
+            await connection.DisposeAsync();
+        }
+    }
+
+    /// <summary>A listener whose clients the epoll loops accept and start: Kestrel's accept loop waits here until the unbind.</summary>
+    private sealed class LoopListener(Epoll.EpollAcceptor acceptor) : IConnectionListener
+    {
+        private readonly TaskCompletionSource<ConnectionContext?> _unbound = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public EndPoint EndPoint => acceptor.EndPoint;
+
+        public ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default) =>
+            new(_unbound.Task.WaitAsync(cancellationToken));
+
+        public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
+        {
+            acceptor.Dispose();
+            _unbound.TrySetResult(null);
+            return ValueTask.CompletedTask;
+        }
+
+        public ValueTask DisposeAsync() => UnbindAsync();
     }
 
     private sealed class Listener(Socket socket, Epoll.EpollTransport? epoll) : IConnectionListener

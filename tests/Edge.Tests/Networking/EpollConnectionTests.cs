@@ -177,4 +177,101 @@ public sealed class EpollConnectionTests : SocketTransportContract
         probe.Stop(); // a port nobody listens on now
         await Assert.ThrowsAsync<SocketException>(async () => await Connector.ConnectAsync(new HostPort("127.0.0.1", port), Token));
     }
+
+    [Fact]
+    public async Task Listen_TheLoopAcceptsEveryClientOfABurstAndStartsEachOnItsOwnThread()
+    {
+        const int clients = 40;
+        var listening = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        listening.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listening.Listen(512);
+        var started = new System.Collections.Concurrent.ConcurrentQueue<(EpollConnection Connection, string? Thread)>();
+        var all = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var acceptor = Transport.Listen(listening, connection =>
+        {
+            started.Enqueue((connection, Thread.CurrentThread.Name));
+            if (started.Count == clients)
+                all.TrySetResult();
+        });
+        var peers = new List<Socket>();
+        try
+        {
+            for (var i = 0; i < clients; i++)
+                peers.Add(new Socket(SocketType.Stream, ProtocolType.Tcp));
+            await Task.WhenAll(peers.Select(p => p.ConnectAsync(acceptor.EndPoint, Token).AsTask()));
+            await all.Task.WaitAsync(Patience, Token);
+
+            // No other thread woke for them: each started on the loop that accepted it.
+            Assert.All(started, s => Assert.Equal("mproxy epoll 0", s.Thread));
+            // Each is a working connection to its own client.
+            for (var i = 0; i < clients; i++)
+                await peers[i].SendAsync(Encoding.ASCII.GetBytes($"client {i:D2}"), SocketFlags.None, Token);
+            var heard = new List<string>();
+            foreach (var (connection, _) in started)
+            {
+                var text = new StringBuilder();
+                while (text.Length < 9)
+                {
+                    var read = await connection.Transport.Input.ReadAsync(Token);
+                    text.Append(Encoding.ASCII.GetString(read.Buffer.ToArray()));
+                    connection.Transport.Input.AdvanceTo(read.Buffer.End);
+                }
+                heard.Add(text.ToString());
+            }
+            Assert.Equal(Enumerable.Range(0, clients).Select(i => $"client {i:D2}"), heard.Order());
+        }
+        finally
+        {
+            acceptor.Dispose();
+            foreach (var (connection, _) in started)
+                await connection.DisposeAsync();
+            foreach (var peer in peers)
+                peer.Dispose();
+        }
+
+        // Disposed: the listening socket is closed (on the loop), so a new client is refused.
+        var refused = false;
+        for (var attempt = 0; attempt < 100 && !refused; attempt++)
+        {
+            using var late = new Socket(SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                await late.ConnectAsync(acceptor.EndPoint, Token);
+                await Task.Delay(50, Token); // still in the backlog of a socket about to close
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused)
+            {
+                refused = true;
+            }
+        }
+        Assert.True(refused, "the listener still accepts after Dispose");
+    }
+
+    [Fact]
+    public async Task ListenerFactory_WithASession_TheLoopStartsItAndKestrelsAcceptWaitsForTheUnbind()
+    {
+        var session = new TaskCompletionSource<(string? Thread, string Heard)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var factory = new DirectSocketListenerFactory([], Transport, _ => async connection =>
+        {
+            var thread = Thread.CurrentThread.Name;
+            var read = await connection.Transport.Input.ReadAsync(Token);
+            session.TrySetResult((thread, Encoding.ASCII.GetString(read.Buffer.ToArray())));
+        });
+        await using var listener = await factory.BindAsync(new IPEndPoint(IPAddress.Loopback, 0), Token);
+        var accept = listener.AcceptAsync(Token).AsTask();
+        using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(listener.EndPoint, Token);
+        await client.SendAsync("hi"u8.ToArray(), SocketFlags.None, Token);
+
+        var (thread, heard) = await session.Task.WaitAsync(Patience, Token);
+        Assert.Equal("mproxy epoll 0", thread);
+        Assert.Equal("hi", heard);
+        // The session ended: its connection is closed, as Kestrel closes it after a handler.
+        var buffer = new byte[1];
+        Assert.Equal(0, await client.ReceiveAsync(buffer, SocketFlags.None, Token).AsTask().WaitAsync(Patience, Token));
+        Assert.False(accept.IsCompleted); // Kestrel's accept loop never gets a client of its own
+
+        await listener.UnbindAsync(Token);
+        Assert.Null(await accept.WaitAsync(Patience, Token));
+    }
 }

@@ -20,7 +20,7 @@ namespace MProxy.Edge.Networking.Epoll;
 /// the runtime's own epoll thread as well: it is accepted (by the listener) or connected (blocking,
 /// see <see cref="EpollNetworkConnector"/>) before it is handed over.
 /// </remarks>
-internal sealed class EpollConnection : SocketConnection
+internal sealed class EpollConnection : SocketConnection, IEpollRegistration
 {
     private readonly EpollLoop _loop;
     private readonly GCHandle _handle;
@@ -64,7 +64,7 @@ internal sealed class EpollConnection : SocketConnection
     }
 
     /// <summary>On the loop's thread, after the events that may name this connection: releases waiters, closes the socket.</summary>
-    internal unsafe void CloseOnLoop(int epoll)
+    public unsafe void CloseOnLoop(int epoll)
     {
         _reader.OnClosed();
         _writer.OnClosed();

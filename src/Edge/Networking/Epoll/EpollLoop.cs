@@ -9,7 +9,9 @@ namespace MProxy.Edge.Networking.Epoll;
 /// completes — and its continuation runs — on this thread (as PgBouncer's single loop runs
 /// everything). Sockets are registered once (in, out, peer hang-up; edge-triggered), so a read or a
 /// flush costs no epoll_ctl. A connection is closed on this thread, after the batch of events that
-/// may still name it, so an event never reaches a closed (or reused) descriptor.
+/// may still name it, so an event never reaches a closed (or reused) descriptor. A database
+/// listener's socket can be in the set too (<see cref="EpollAcceptor"/>): its clients are accepted,
+/// and their sessions started, on this thread.
 /// </summary>
 internal sealed unsafe class EpollLoop : IDisposable
 {
@@ -18,7 +20,7 @@ internal sealed unsafe class EpollLoop : IDisposable
 
     private readonly int _epoll;
     private readonly int _wake;
-    private readonly ConcurrentQueue<EpollConnection> _closing = new();
+    private readonly ConcurrentQueue<IEpollRegistration> _closing = new();
     private readonly Thread _thread;
     private volatile bool _stopping;
     private volatile bool _stopped;
@@ -48,10 +50,10 @@ internal sealed unsafe class EpollLoop : IDisposable
             throw new IOException("epoll_ctl(ADD) failed: errno " + Marshal.GetLastPInvokeError());
     }
 
-    /// <summary>Closes <paramref name="connection"/> on the loop's thread, after the current batch of events (at once once the loop has stopped).</summary>
-    public void Close(EpollConnection connection)
+    /// <summary>Closes <paramref name="registration"/> on the loop's thread, after the current batch of events (at once once the loop has stopped).</summary>
+    public void Close(IEpollRegistration registration)
     {
-        _closing.Enqueue(connection);
+        _closing.Enqueue(registration);
         if (_stopped)
             DrainClosing();
         else
@@ -105,8 +107,12 @@ internal sealed unsafe class EpollLoop : IDisposable
                     EpollNative.read(_wake, &count, sizeof(ulong));
                     continue;
                 }
-                if (GCHandle.FromIntPtr((nint)data).Target is not EpollConnection connection)
+                var target = GCHandle.FromIntPtr((nint)data).Target;
+                if (target is not EpollConnection connection)
+                {
+                    (target as EpollAcceptor)?.OnAcceptable();
                     continue;
+                }
                 try
                 {
                     connection.OnEvents(flags);
@@ -122,4 +128,11 @@ internal sealed unsafe class EpollLoop : IDisposable
         _stopped = true;
         DrainClosing();
     }
+}
+
+/// <summary>What an <see cref="EpollLoop"/>'s set holds (a connection, a listener): closed on the loop's thread.</summary>
+internal interface IEpollRegistration
+{
+    /// <summary>On the loop's thread, after the events that may name it: leaves the set and closes its socket.</summary>
+    void CloseOnLoop(int epoll);
 }

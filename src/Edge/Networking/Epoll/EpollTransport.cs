@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
 using MProxy.Edge.Configuration;
 
 namespace MProxy.Edge.Networking.Epoll;
@@ -33,11 +34,17 @@ internal sealed class EpollTransport : IDisposable
     }
 
     /// <summary>Hands an accepted or connected socket (never used asynchronously) to the next loop.</summary>
-    public EpollConnection Adopt(Socket socket, EndPoint? remote = null)
-    {
-        var loop = _loops[(int)((uint)Interlocked.Increment(ref _next) % (uint)_loops.Length)];
-        return new EpollConnection(socket, loop, remote);
-    }
+    public EpollConnection Adopt(Socket socket, EndPoint? remote = null) => new(socket, NextLoop(), remote);
+
+    /// <summary>
+    /// Puts a bound, listening socket (never used asynchronously) in the next loop's set: that loop
+    /// accepts its clients, spreads them over the loops and calls <paramref name="onAccepted"/> with
+    /// each on its own thread. Disposing the acceptor stops it.
+    /// </summary>
+    public EpollAcceptor Listen(Socket listener, Action<EpollConnection> onAccepted, ILogger? logger = null) =>
+        new(listener, NextLoop(), this, onAccepted, logger);
+
+    private EpollLoop NextLoop() => _loops[(int)((uint)Interlocked.Increment(ref _next) % (uint)_loops.Length)];
 }
 
 /// <summary>
