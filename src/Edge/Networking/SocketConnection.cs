@@ -16,6 +16,9 @@ internal abstract class SocketConnection : ConnectionContext, IDuplexPipe
 {
     private readonly CancellationTokenSource _closed = new(); // never disposed: ConnectionClosed may be read after disposal
     private int _disposed;
+    private string? _connectionId;
+    private IFeatureCollection? _features;
+    private IDictionary<object, object?>? _items;
 
     protected SocketConnection(Socket socket, EndPoint? remote = null)
     {
@@ -33,11 +36,21 @@ internal abstract class SocketConnection : ConnectionContext, IDuplexPipe
 
     public override IDuplexPipe Transport { get => this; set => throw new NotSupportedException("the transport of a socket connection is fixed"); }
 
-    public override string ConnectionId { get; set; } = Guid.NewGuid().ToString("n");
+    // Kestrel's bookkeeping for a connection it accepts; the edge's own (the epoll loops' clients,
+    // server connections) never reads them, so they are made on first use only.
+    public override string ConnectionId
+    {
+        get => _connectionId ??= Guid.NewGuid().ToString("n");
+        set => _connectionId = value;
+    }
 
-    public override IFeatureCollection Features { get; } = new FeatureCollection();
+    public override IFeatureCollection Features => _features ??= new FeatureCollection();
 
-    public override IDictionary<object, object?> Items { get; set; } = new Dictionary<object, object?>();
+    public override IDictionary<object, object?> Items
+    {
+        get => _items ??= new Dictionary<object, object?>();
+        set => _items = value;
+    }
 
     public override EndPoint? LocalEndPoint { get; set; }
 
