@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
@@ -39,7 +40,7 @@ internal sealed class EpollAcceptor : IEpollRegistration, IDisposable
         loop.Register((int)listener.Handle, GCHandle.ToIntPtr(_handle));
     }
 
-    public System.Net.EndPoint EndPoint { get; }
+    public EndPoint EndPoint { get; }
 
     /// <summary>On the loop's thread (or a retry's): accepts until no client waits.</summary>
     internal void OnAcceptable()
