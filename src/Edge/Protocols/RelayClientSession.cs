@@ -41,9 +41,9 @@ internal abstract class RelayClientSession(IDuplexPipe client)
     /// </summary>
     public static Task RunWithoutExecutionContext(Func<Task> run)
     {
-        var start = new SessionStart(run);
-        ExecutionContext.Run(DefaultContext, static state => ((SessionStart)state!).Start(), start);
-        return start.Task!;
+        Task? session = null;
+        ExecutionContext.Run(DefaultContext, _ => session = run(), null);
+        return session!;
     }
 
     /// <summary>The default execution context (no AsyncLocals): captured once on a thread started without the caller's.</summary>
@@ -59,13 +59,6 @@ internal abstract class RelayClientSession(IDuplexPipe client)
             thread.Join();
         }
         return captured!;
-    }
-
-    private sealed class SessionStart(Func<Task> run)
-    {
-        public Task? Task { get; private set; }
-
-        public void Start() => Task = run();
     }
 
     /// <summary>What the client sends (replaced once, during login, if the client starts TLS).</summary>
