@@ -13,6 +13,12 @@ public interface IPooledConnection
 
     /// <summary>When the connection last went idle in the pool, as a <see cref="TimeProvider.GetTimestamp"/> value.</summary>
     long IdleSince { get; set; }
+
+    /// <summary>
+    /// The event loop whose thread completes the connection's I/O (-1: none in particular). The pool
+    /// hands a returned connection to a waiter on the same loop first (<see cref="ServerPool{TConnection}.AcquireAsync(int, CancellationToken)"/>).
+    /// </summary>
+    int Affinity => -1;
 }
 
 /// <summary>Opens, checks and closes server connections for one pool: the protocol adapter's side of pooling.</summary>

@@ -40,6 +40,9 @@ internal abstract class RelayServerConnection<TClient>(ConnectionContext transpo
     /// <summary>The connection to the server.</summary>
     protected readonly ConnectionContext _transport = transport;
 
+    /// <summary>The epoll loop that completes this connection's reads (-1: another transport): the pool's hand-off prefers a client on the same loop.</summary>
+    public int Affinity { get; } = Networking.Epoll.EpollTransport.LoopOf(transport);
+
     /// <summary>What the server sends; read by the pump only.</summary>
     protected readonly PipeReader _input = transport.Transport.Input;
 

@@ -274,4 +274,31 @@ public sealed class EpollConnectionTests : SocketTransportContract
         await listener.UnbindAsync(Token);
         Assert.Null(await accept.WaitAsync(Patience, Token));
     }
+
+    [Fact]
+    public async Task LoopOf_NamesTheLoopWhoseThreadCompletesTheConnectionsReads()
+    {
+        using var transport = new EpollTransport(loops: 2);
+        var connector = new EpollNetworkConnector(transport);
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var loops = new HashSet<int>();
+        for (var i = 0; i < 4; i++)
+        {
+            var accept = listener.AcceptSocketAsync(Token);
+            var connection = await connector.ConnectAsync(new HostPort("127.0.0.1", port), Token);
+            using var peer = await accept;
+            var loop = EpollTransport.LoopOf(connection);
+            loops.Add(loop);
+            var read = connection.Transport.Input.ReadAsync(Token).AsTask();
+            Assert.False(read.IsCompleted); // nothing sent yet: the loop completes it
+            var thread = read.ContinueWith(_ => Thread.CurrentThread.Name, Token, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            await peer.SendAsync("x"u8.ToArray(), SocketFlags.None, Token);
+            Assert.Equal($"mproxy epoll {loop}", await thread.WaitAsync(Patience, Token));
+            await connection.DisposeAsync();
+        }
+        Assert.Equal([0, 1], loops.Order());
+        Assert.Equal(-1, EpollTransport.LoopOf(new Microsoft.AspNetCore.Connections.DefaultConnectionContext()));
+    }
 }

@@ -115,6 +115,75 @@ public sealed class ServerPoolTests
     }
 
     [Fact]
+    public async Task Return_WithWaitersOnTwoLoops_HandsToTheFirstOnTheConnectionsLoop()
+    {
+        var pool = Pool(size: 2, waitMs: 10_000);
+        var a = await pool.AcquireAsync(default);
+        var b = await pool.AcquireAsync(default);
+        (a.Affinity, b.Affinity) = (1, 0);
+        var first = pool.AcquireAsync(affinity: 0, default).AsTask();
+        var second = pool.AcquireAsync(affinity: 1, default).AsTask();
+        var third = pool.AcquireAsync(affinity: 1, default).AsTask();
+        pool.Return(a); // returned on loop 1: the first waiter on loop 1 gets it, ahead of the first in line
+        Assert.Same(a, await second);
+        Assert.False(first.IsCompleted);
+        Assert.False(third.IsCompleted);
+        pool.Return(b);
+        Assert.Same(b, await first);
+        pool.Return(a);
+        Assert.Same(a, await third);
+    }
+
+    [Fact]
+    public async Task Return_TheFirstWaiterIsPassedOverForAnotherLoopAtMostTwice()
+    {
+        var pool = Pool(size: 1, waitMs: 10_000);
+        var held = await pool.AcquireAsync(default);
+        held.Affinity = 1;
+        var first = pool.AcquireAsync(affinity: 0, default).AsTask();
+        var behind = Enumerable.Range(0, 3).Select(_ => pool.AcquireAsync(affinity: 1, default).AsTask()).ToList();
+        pool.Return(held);
+        Assert.Same(held, await behind[0]);
+        pool.Return(held);
+        Assert.Same(held, await behind[1]);
+        pool.Return(held); // passed over twice: its turn, though a waiter on the connection's loop is still in line
+        Assert.Same(held, await first);
+        Assert.False(behind[2].IsCompleted);
+        pool.Return(held);
+        Assert.Same(held, await behind[2]);
+    }
+
+    [Fact]
+    public async Task Return_AWaiterOnTheConnectionsLoopFarBackInLine_DoesNotOvertake()
+    {
+        var pool = Pool(size: 1, waitMs: 10_000);
+        var held = await pool.AcquireAsync(default);
+        held.Affinity = 1;
+        var others = Enumerable.Range(0, 9).Select(_ => pool.AcquireAsync(affinity: 0, default).AsTask()).ToList();
+        var far = pool.AcquireAsync(affinity: 1, default).AsTask(); // ninth behind the first: beyond the look-ahead
+        pool.Return(held);
+        Assert.Same(held, await others[0]);
+        Assert.False(far.IsCompleted);
+    }
+
+    [Fact]
+    public async Task Acquire_WithIdleConnectionsOnTwoLoops_LeasesTheMostRecentOnTheClientsLoop()
+    {
+        var pool = Pool(size: 3);
+        var a = await pool.AcquireAsync(default);
+        var b = await pool.AcquireAsync(default);
+        var c = await pool.AcquireAsync(default);
+        (a.Affinity, b.Affinity, c.Affinity) = (0, 1, 1);
+        pool.Return(a);
+        pool.Return(b);
+        pool.Return(c); // the stack, top first: c (loop 1), b (loop 1), a (loop 0)
+        Assert.Same(a, await pool.AcquireAsync(affinity: 0, default));
+        Assert.Same(c, await pool.AcquireAsync(affinity: 1, default));
+        Assert.Same(b, await pool.AcquireAsync(affinity: 0, default)); // none left on loop 0: the most recent
+        Assert.Equal(3, _factory.Opened);
+    }
+
+    [Fact]
     public async Task Acquire_NeverOpensMoreThanSize()
     {
         var pool = Pool(size: 3, waitMs: 10_000);
@@ -330,6 +399,7 @@ public sealed class ServerPoolTests
         public bool IsBroken { get; set; }
         public long OpenedAt { get; } = openedAt;
         public long IdleSince { get; set; } = openedAt;
+        public int Affinity { get; set; } = -1;
     }
 
     private sealed class FakeFactory(TimeProvider time) : IServerConnectionFactory<FakeConnection>

@@ -41,6 +41,9 @@ internal sealed class EpollConnection : SocketConnection, IEpollRegistration
 
     internal int Fd { get; }
 
+    /// <summary>The index of the loop that owns the socket.</summary>
+    internal int LoopIndex => _loop.Index;
+
     public override PipeReader Input => _reader;
 
     public override PipeWriter Output => _writer;

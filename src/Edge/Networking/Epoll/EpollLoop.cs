@@ -25,8 +25,9 @@ internal sealed unsafe class EpollLoop : IDisposable
     private volatile bool _stopping;
     private volatile bool _stopped;
 
-    public EpollLoop(string name)
+    public EpollLoop(string name, int index = 0)
     {
+        Index = index;
         _epoll = EpollNative.epoll_create1(0);
         if (_epoll < 0)
             throw new IOException("epoll_create1 failed: errno " + Marshal.GetLastPInvokeError());
@@ -40,6 +41,9 @@ internal sealed unsafe class EpollLoop : IDisposable
         _thread = new Thread(Run) { IsBackground = true, Name = name };
         _thread.UnsafeStart();
     }
+
+    /// <summary>The loop's place in its transport (what <see cref="EpollTransport.LoopOf"/> answers for its connections).</summary>
+    public int Index { get; }
 
     /// <summary>Adds a connection's socket to the set; its events go to <paramref name="token"/>'s connection.</summary>
     public void Register(int fd, nint token)

@@ -21,10 +21,13 @@ internal sealed class EpollTransport : IDisposable
             throw new PlatformNotSupportedException("the epoll transport needs Linux on x86-64 or arm64");
         _loops = new EpollLoop[Math.Max(1, loops)];
         for (var i = 0; i < _loops.Length; i++)
-            _loops[i] = new EpollLoop($"mproxy epoll {i}");
+            _loops[i] = new EpollLoop($"mproxy epoll {i}", i);
     }
 
     public int Loops => _loops.Length;
+
+    /// <summary>The loop whose thread completes <paramref name="connection"/>'s reads and flushes (-1: not a connection of the epoll transport).</summary>
+    public static int LoopOf(ConnectionContext connection) => connection is EpollConnection epoll ? epoll.LoopIndex : -1;
 
     /// <summary>Stops the loops (when the host stops, after the pools closed their connections).</summary>
     public void Dispose()

@@ -48,6 +48,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
 
     private readonly MySqlEdgeContext _edge;
     private readonly ConnectionContext _connection;
+    private readonly int _loop;                           // the epoll loop the client's I/O completes on (-1: none): the pool's hand-off prefers servers there
     private readonly Dictionary<uint, MySqlClientStatement> _statements = [];
     private MySqlClientLogin? _login;
     private TlsTransport? _tls;                          // set once the client started TLS
@@ -76,6 +77,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
     {
         _edge = edge;
         _connection = connection;
+        _loop = Networking.Epoll.EpollTransport.LoopOf(connection);
         (ProcessId, SecretKey) = edge.Clients.NewKey();
         _connectedAt = edge.Time.GetUtcNow();
     }
@@ -249,7 +251,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
         if (!_pool.HasConnected)
         {
             // No server connection has been opened yet: open one now, so that a bad server login shows at connect.
-            var server = await AcquireAsync(_pool, cancellationToken);
+            var server = await AcquireAsync(_pool, _loop, cancellationToken);
             _pool.Return(server);
         }
     }
@@ -1083,7 +1085,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
                 MySqlServerConnection server;
                 try
                 {
-                    server = await pool.Connections.AcquireAsync(CancellationToken.None);
+                    server = await pool.Connections.AcquireAsync(_loop, CancellationToken.None);
                 }
                 catch (PoolClosedException closed)
                 {
@@ -1189,11 +1191,11 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
     }
 
     [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
-    private static async ValueTask<MySqlServerConnection> AcquireAsync(MySqlPool pool, CancellationToken cancellationToken)
+    private static async ValueTask<MySqlServerConnection> AcquireAsync(MySqlPool pool, int loop, CancellationToken cancellationToken)
     {
         try
         {
-            return await pool.Connections.AcquireAsync(cancellationToken);
+            return await pool.Connections.AcquireAsync(loop, cancellationToken);
         }
         catch (PoolClosedException e)
         {

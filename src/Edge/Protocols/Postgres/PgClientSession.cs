@@ -33,6 +33,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
 {
     private readonly PgEdgeContext _edge;
     private readonly ConnectionContext _connection;
+    private readonly int _loop;                           // the epoll loop the client's I/O completes on (-1: none): the pool's hand-off prefers servers there
     private PgPool? _pool;
     private PgServerConnection? _server;    // the last server attached; it may have gone back to the pool since
     private PgServerConnection? _writing;   // the server this batch is writing to
@@ -63,6 +64,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     {
         _edge = edge;
         _connection = connection;
+        _loop = Networking.Epoll.EpollTransport.LoopOf(connection);
         (ProcessId, SecretKey) = edge.Clients.NewKey();
         _connectedAt = edge.Time.GetUtcNow();
     }
@@ -647,7 +649,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
                 PgServerConnection server;
                 try
                 {
-                    server = await pool.Connections.AcquireAsync(CancellationToken.None);
+                    server = await pool.Connections.AcquireAsync(_loop, CancellationToken.None);
                 }
                 catch (PoolClosedException closed)
                 {
@@ -785,7 +787,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     {
         try
         {
-            return await pool.Connections.AcquireAsync(cancellationToken);
+            return await pool.Connections.AcquireAsync(_loop, cancellationToken);
         }
         catch (PoolClosedException e)
         {
