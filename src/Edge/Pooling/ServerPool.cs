@@ -20,7 +20,7 @@ public readonly record struct PoolStats(int Size, int Total, int Idle, int Activ
 /// the line — unless the first waiter has been passed over twice already. A transaction then runs
 /// on one thread (the client's requests, the server's responses), as in a single-threaded pooler,
 /// instead of waking the other loop for every response: measured with TPC-B-like pgbench at 50
-/// clients, 4 % more transactions per second; at 10, 9 %.
+/// clients, 2–4 % more transactions per second; at 10, 9 %.
 /// </para>
 /// <para>
 /// Protocol-neutral: opening, checking and closing connections is the factory's job. All time comes
