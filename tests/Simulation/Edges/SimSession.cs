@@ -27,7 +27,7 @@ public readonly record struct Reply(string? SqlState, string? Message, bool Fata
 /// <see cref="QosSession.RetryBudget"/> after the retry-after), route it (the real
 /// <see cref="RouteDecider"/>, waiting for a primary through a failover), take a scheduler slot
 /// (<see cref="QosSession.BeginSlotWait"/> / <see cref="QosSession.EndSlotWait"/>) and a connection
-/// of that host's pool (<see cref="ServerPool{TConnection}.AcquireAsync"/>), run it on the fake
+/// of that host's pool (<see cref="ServerPool{TConnection}.AcquireAsync(CancellationToken)"/>), run it on the fake
 /// server, meter it (<see cref="QosSession.Start"/> / <see cref="QosSession.AddBytes"/> /
 /// <see cref="QosSession.Complete"/>), learn the read-your-writes token, and at the transaction's
 /// end release the slot, the balancer's in-flight count and the connection — in the order the
