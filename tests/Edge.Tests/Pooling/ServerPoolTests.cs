@@ -167,6 +167,22 @@ public sealed class ServerPoolTests
     }
 
     [Fact]
+    public async Task Return_AWaiterOnTheConnectionsLoopThatArrivedOverAMillisecondAfterTheFirst_DoesNotOvertake()
+    {
+        var pool = Pool(size: 1, waitMs: 10_000);
+        var held = await pool.AcquireAsync(default);
+        held.Affinity = 1;
+        var first = pool.AcquireAsync(affinity: 0, default).AsTask();
+        _time.Advance(TimeSpan.FromMilliseconds(1.5));
+        var later = pool.AcquireAsync(affinity: 1, default).AsTask();
+        pool.Return(held); // arrival order holds: the other client came noticeably later
+        Assert.Same(held, await first);
+        Assert.False(later.IsCompleted);
+        pool.Return(held);
+        Assert.Same(held, await later);
+    }
+
+    [Fact]
     public async Task Acquire_WithIdleConnectionsOnTwoLoops_LeasesTheMostRecentOnTheClientsLoop()
     {
         var pool = Pool(size: 3);

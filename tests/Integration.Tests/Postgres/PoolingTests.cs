@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using MProxy.Edge.Pooling;
 using MProxy.Edge.Protocols.Postgres;
 using MProxy.TestSupport;
 using Npgsql;
@@ -139,8 +140,11 @@ public class PoolingTests(PostgresFixture postgres)
             connections.Add(c);
             // The sequence numbers the waiters in the order the server ran them.
             waiters.Add(Task.Run(async () => (long)(await new NpgsqlCommand("SELECT nextval('fifo_seq')", c).ExecuteScalarAsync())!));
-            // Wait until this client is queued before the next one arrives.
+            // Wait until this client is queued before the next one arrives, and longer than the
+            // window within which the pool counts arrivals as simultaneous (and may serve a client on
+            // the returned connection's event loop first).
             await WaitUntilAsync(() => pool.Connections.GetStats().Waiting == i + 1);
+            await Task.Delay(ServerPool<PgServerConnection>.AffinityWindow * 2);
         }
         await tx.CommitAsync();
         var served = await Task.WhenAll(waiters);
