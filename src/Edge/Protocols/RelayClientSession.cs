@@ -27,7 +27,7 @@ internal interface IBackendPool
 /// of the client's transaction on its host. The PostgreSQL and MySQL sessions derive from it;
 /// <see cref="RelayServerConnection{TClient}"/> calls its public members.
 /// </summary>
-internal abstract class RelayClientSession(IDuplexPipe client)
+internal abstract class RelayClientSession(IDuplexPipe client, int loop)
 {
     /// <summary>
     /// Runs a session (<paramref name="run"/>) outside its caller's execution context. Kestrel calls
@@ -60,6 +60,9 @@ internal abstract class RelayClientSession(IDuplexPipe client)
         }
         return captured!;
     }
+
+    /// <summary>The epoll loop whose thread completes the client's I/O (-1: another transport): the pool hands it a server connection on the same loop when it can.</summary>
+    protected int Loop { get; } = loop;
 
     /// <summary>What the client sends (replaced once, during login, if the client starts TLS).</summary>
     protected PipeReader _input = client.Input;

@@ -48,7 +48,6 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
 
     private readonly MySqlEdgeContext _edge;
     private readonly ConnectionContext _connection;
-    private readonly int _loop;                           // the epoll loop the client's I/O completes on (-1: none): the pool's hand-off prefers servers there
     private readonly Dictionary<uint, MySqlClientStatement> _statements = [];
     private MySqlClientLogin? _login;
     private TlsTransport? _tls;                          // set once the client started TLS
@@ -73,11 +72,10 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
     private readonly DateTimeOffset _connectedAt;
 
     public MySqlClientSession(MySqlEdgeContext edge, ConnectionContext connection)
-        : base(connection.Transport)
+        : base(connection.Transport, Networking.Epoll.EpollTransport.LoopOf(connection))
     {
         _edge = edge;
         _connection = connection;
-        _loop = Networking.Epoll.EpollTransport.LoopOf(connection);
         (ProcessId, SecretKey) = edge.Clients.NewKey();
         _connectedAt = edge.Time.GetUtcNow();
     }
@@ -251,7 +249,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
         if (!_pool.HasConnected)
         {
             // No server connection has been opened yet: open one now, so that a bad server login shows at connect.
-            var server = await AcquireAsync(_pool, _loop, cancellationToken);
+            var server = await AcquireAsync(_pool, Loop, cancellationToken);
             _pool.Return(server);
         }
     }
@@ -1085,7 +1083,7 @@ internal sealed class MySqlClientSession : RelayClientSession, IClientSession, I
                 MySqlServerConnection server;
                 try
                 {
-                    server = await pool.Connections.AcquireAsync(_loop, CancellationToken.None);
+                    server = await pool.Connections.AcquireAsync(Loop, CancellationToken.None);
                 }
                 catch (PoolClosedException closed)
                 {

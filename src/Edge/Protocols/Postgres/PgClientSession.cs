@@ -33,7 +33,6 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
 {
     private readonly PgEdgeContext _edge;
     private readonly ConnectionContext _connection;
-    private readonly int _loop;                           // the epoll loop the client's I/O completes on (-1: none): the pool's hand-off prefers servers there
     private PgPool? _pool;
     private PgServerConnection? _server;    // the last server attached; it may have gone back to the pool since
     private PgServerConnection? _writing;   // the server this batch is writing to
@@ -60,11 +59,10 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     private TlsTransport? _tls;                          // set once the client started TLS
 
     public PgClientSession(PgEdgeContext edge, ConnectionContext connection)
-        : base(connection.Transport)
+        : base(connection.Transport, Networking.Epoll.EpollTransport.LoopOf(connection))
     {
         _edge = edge;
         _connection = connection;
-        _loop = Networking.Epoll.EpollTransport.LoopOf(connection);
         (ProcessId, SecretKey) = edge.Clients.NewKey();
         _connectedAt = edge.Time.GetUtcNow();
     }
@@ -649,7 +647,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
                 PgServerConnection server;
                 try
                 {
-                    server = await pool.Connections.AcquireAsync(_loop, CancellationToken.None);
+                    server = await pool.Connections.AcquireAsync(Loop, CancellationToken.None);
                 }
                 catch (PoolClosedException closed)
                 {
@@ -787,7 +785,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     {
         try
         {
-            return await pool.Connections.AcquireAsync(_loop, cancellationToken);
+            return await pool.Connections.AcquireAsync(Loop, cancellationToken);
         }
         catch (PoolClosedException e)
         {
