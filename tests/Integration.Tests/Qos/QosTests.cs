@@ -69,7 +69,8 @@ public sealed class QosTests(PostgresFixture postgres) : IAsyncLifetime
         // token bucket working as specified, not the gate admitting too little. (A charge forgiven at
         // the debt bound is neither booked nor taken from the balance, so it does not skew this.)
         await Task.Delay(TimeSpan.FromSeconds(2));
-        var bucket = Account(edge, "app").Bucket;
+        var account = Account(edge, "app");
+        var bucket = account.Bucket;
         var (bookedBefore, balanceBefore) = (bucket.TotalBooked, bucket.Balance);
         var clock = Stopwatch.StartNew();
         await Task.Delay(TimeSpan.FromSeconds(10));
@@ -80,7 +81,6 @@ public sealed class QosTests(PostgresFixture postgres) : IAsyncLifetime
 
         var booked = bookedAfter - bookedBefore;
         var available = 100 * seconds + balanceBefore - balanceAfter;
-        var account = Account(edge, "app");
         Assert.True(booked >= available * 0.9 && booked <= available * 1.1,
             $"booked {booked:F1} RU in {seconds:F2} s; the bucket's refill plus its balance's fall ({balanceBefore:F1} to {balanceAfter:F1}) is {available:F1} RU; {account.Admitted} statements admitted, {account.BudgetWaits} waited");
         Assert.Equal(0, account.BudgetRefused);

@@ -25,7 +25,7 @@ internal sealed unsafe class EpollLoop : IDisposable
     private volatile bool _stopping;
     private volatile bool _stopped;
 
-    public EpollLoop(string name, int index = 0)
+    public EpollLoop(string name, int index)
     {
         Index = index;
         _epoll = EpollNative.epoll_create1(0);
