@@ -67,6 +67,7 @@ internal static class ConfigView
             Add($"{key}.pool.checkQuery", p.CheckQuery);
             Add($"{key}.pool.resetQuery", p.ResetQuery);
             Add($"{key}.pool.maxPreparedStatements", p.MaxPreparedStatements);
+            Add($"{key}.pool.deferBegin", p.DeferBegin);
             if (d.Backends is { } b)
             {
                 Add($"{key}.backends.mode", b.Mode.ToString().ToLowerInvariant());

@@ -292,6 +292,7 @@ public static class ConfigLoader
             CheckQuery = p.CheckQuery ?? defaults.CheckQuery,
             ResetQuery = p.ResetQuery ?? defaults.ResetQuery,
             MaxPreparedStatements = Range($"{key}.maxPreparedStatements", p.MaxPreparedStatements ?? defaults.MaxPreparedStatements, 0, 1_000_000),
+            DeferBegin = p.DeferBegin ?? defaults.DeferBegin,
         };
     }
 

@@ -160,6 +160,13 @@ public sealed record PoolConfig
     /// connection they get; 0 passes statements through unvirtualized (as PgBouncer 1.18 does).
     /// </summary>
     public int MaxPreparedStatements { get; init; } = 512;
+
+    /// <summary>
+    /// Transaction mode (PostgreSQL): a client's plain BEGIN is answered by the edge and sent to the
+    /// server ahead of the transaction's first statement, so a transaction holds its server
+    /// connection one round trip less (and a client idle after BEGIN holds none).
+    /// </summary>
+    public bool DeferBegin { get; init; } = true;
 }
 
 /// <summary>A database clients can connect to, and where it lives.</summary>

@@ -83,6 +83,7 @@ internal sealed class RawPool
     public string? CheckQuery { get; set; }
     public string? ResetQuery { get; set; }
     public int? MaxPreparedStatements { get; set; }
+    public bool? DeferBegin { get; set; }
 }
 
 internal sealed class RawDatabase

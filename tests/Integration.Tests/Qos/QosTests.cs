@@ -116,6 +116,42 @@ public sealed class QosTests(PostgresFixture postgres) : IAsyncLifetime
         Assert.Equal('Z', (await client.ReadUntilReadyAsync())[^1].Code);
     }
 
+    /// <summary>
+    /// The edge answers a plain BEGIN itself (deferred BEGIN) without admission; the transaction's
+    /// first statement is then admitted as a transaction's start, so BEGIN is no way past the budget.
+    /// </summary>
+    [Fact]
+    public async Task Budget_Exhausted_TheFirstStatementAfterADeferredBeginIsRefused_AndItsTransactionFailed()
+    {
+        await using var edge = await EdgeServer.StartAsync(Users + """
+
+            qos:
+              groups:
+                - { name: tiny, ruPerSecond: 1, burst: 3, debtMax: 1, maxBudgetWaitMs: 0 }
+              tenants:
+                - { name: app, group: tiny }
+            """);
+        var (client, _) = await RawPgClient.LoginAsync(edge.Port, "app", "app", PostgresServer.Password);
+        await using var _ = client;
+        List<PgWireMessage>? refused = null;
+        for (var i = 0; i < 20 && refused is null; i++)
+        {
+            await client.SendQueryAsync("BEGIN");
+            Assert.Equal((byte)'T', (await client.ReadUntilReadyAsync())[^1].Payload[0]);
+            await client.SendQueryAsync("SELECT 1");
+            var replies = await client.ReadUntilReadyAsync();
+            if (replies.Any(m => m.Code == 'E'))
+                refused = replies;
+            await client.SendQueryAsync("ROLLBACK");
+            var ended = await client.ReadUntilReadyAsync();
+            Assert.Equal((byte)'I', ended[^1].Payload[0]);
+            Assert.DoesNotContain(ended, m => m.Code == 'E');
+        }
+        Assert.NotNull(refused);
+        Assert.Equal("53400", refused.First(m => m.Code == 'E').SqlState);
+        Assert.Equal((byte)'E', refused[^1].Payload[0]); // failed: the client's transaction is still open
+    }
+
     [Fact]
     public async Task Priority_HighIsServedBeforeQueuedLow_AndAHintCannotRaiseLow()
     {

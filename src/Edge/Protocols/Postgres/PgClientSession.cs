@@ -57,6 +57,9 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     private bool _admin;                                        // logged in to the admin console
     private readonly DateTimeOffset _connectedAt;
     private TlsTransport? _tls;                          // set once the client started TLS
+    private byte[]? _deferredBegin;                      // the client's BEGIN message, answered by the edge, sent with the transaction's first statement
+    private int _deferredBeginLength;                    // its length; 0: no BEGIN is deferred
+    private bool _deferredFailed;                        // a statement of the deferred transaction was refused: the client's transaction is failed
 
     public PgClientSession(PgEdgeContext edge, ConnectionContext connection)
         : base(connection.Transport, Networking.Epoll.EpollTransport.LoopOf(connection))
@@ -407,7 +410,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
                 if (TryHoldAttachedServer())
                     _writing!.EnqueueSynthetic([], readyForQuery: true, _unit);
                 else
-                    WriteDirect(static o => PgMessageWriter.WriteReadyForQuery(o, PgTransactionStatus.Idle));
+                    WriteReadyForQueryDirect();
             }
             return code != (byte)PgFrontendCode.Terminate;
         }
@@ -422,7 +425,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
                 }
                 else
                 {
-                    WriteDirect(static o => PgMessageWriter.WriteReadyForQuery(o, PgTransactionStatus.Idle));
+                    WriteReadyForQueryDirect();
                 }
                 _unitOpen = false;
                 return true;
@@ -521,6 +524,11 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
             _writing = null; // its unit was over: this one is a new transaction, routed and admitted afresh
             attached = false;
         }
+        if (!attached && kind == PgRequestKind.Query && _pool!.DefersBegin && TryAnswerTransactionControl(message))
+            return false;
+        // After a deferred BEGIN this unit starts the transaction on a server: it is admitted as a
+        // transaction's start (never "inside one", which would let a BEGIN escape the budget).
+        var deferred = _deferredBeginLength > 0;
         _unitClassified = false;
         var backends = _pool!.Backends;
         var info = _qos is not null || backends is not null ? UnitInfo(kind, message) : default;
@@ -550,7 +558,8 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
 
         if (!attached)
         {
-            var target = backends is null ? _pool : await RouteAsync(kind, backends, info);
+            // A deferred BEGIN decides where its transaction runs, as it would have had it been sent at once.
+            var target = backends is null ? _pool : await RouteAsync(kind, backends, deferred ? DeferredBeginInfo() : info);
             if (target is null)
                 return false;
             if (!await AttachWithinFailoverAsync(kind, target, backends))
@@ -564,14 +573,92 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
         // reads go only to replicas that have replayed it.
         _captureTokenAfterUnit = backends is { Config.ReadYourWrites: true, Config.ReplicaCount: > 0 }
             && server.IsPrimaryConnection
-            && (info.Boundary == TransactionBoundary.Closes || (info.IsWrite && server.TransactionStatus == PgTransactionStatus.Idle));
+            && (info.Boundary == TransactionBoundary.Closes || (info.IsWrite && server.TransactionStatus == PgTransactionStatus.Idle && !deferred));
         if (_qos is not null)
         {
             SyncGroupSettings(server, admission);
             _qos.Start(_edge.Qos!.Config.WeightsFor(Database));
         }
+        if (deferred)
+            SendDeferredBegin(server);
         _unitOpen = true;
         return true;
+    }
+
+    /// <summary>
+    /// Deferred BEGIN (<c>pool.deferBegin</c>, transaction mode). A plain BEGIN from a client outside
+    /// a transaction is answered here (BEGIN, then ReadyForQuery <c>T</c>) and sent to the server just
+    /// ahead of the transaction's first statement, in the same write: the transaction then holds its
+    /// server connection one round trip less, and a client idle after BEGIN holds none. COMMIT or
+    /// ROLLBACK before any statement reached a server is answered here as well. True when the edge
+    /// answered <paramref name="message"/>.
+    /// </summary>
+    private bool TryAnswerTransactionControl(in ReadOnlySequence<byte> message)
+    {
+        if (message.Length > PgFrame.HeaderLength + PgTransactionText.MaxLength + 1)
+            return false;
+        Span<byte> text = stackalloc byte[PgTransactionText.MaxLength + 1];
+        var length = (int)message.Length - PgFrame.HeaderLength;
+        message.Slice(PgFrame.HeaderLength).CopyTo(text);
+        if (length > 0 && text[length - 1] == 0)
+            length--;
+        var command = PgTransactionText.Classify(text[..length]);
+        switch (command)
+        {
+            case PgTransactionCommand.Begin or PgTransactionCommand.StartTransaction when _deferredBeginLength == 0:
+                _deferredBegin ??= new byte[PgFrame.HeaderLength + PgTransactionText.MaxLength + 1];
+                message.CopyTo(_deferredBegin);
+                _deferredBeginLength = (int)message.Length;
+                _deferredFailed = false;
+                break;
+            case PgTransactionCommand.Commit or PgTransactionCommand.Rollback when _deferredBeginLength > 0:
+                _deferredBeginLength = 0;
+                break;
+            default:
+                return false;
+        }
+        PgMessageWriter.WriteCommandComplete(_output, PgTransactionText.Tag(command, _deferredFailed));
+        _deferredFailed = false;
+        WriteReadyForQueryDirect();
+        return true;
+    }
+
+    /// <summary>The classification of the deferred BEGIN (where its transaction is routed).</summary>
+    private StatementInfo DeferredBeginInfo() =>
+        StatementClassifier.Classify(_deferredBegin.AsSpan(PgFrame.HeaderLength, _deferredBeginLength - PgFrame.HeaderLength - 1), SqlDialect.PostgreSql, Rules);
+
+    /// <summary>
+    /// Writes the deferred BEGIN ahead of the unit's first message (after the edge's own settings, so
+    /// that those stay outside the transaction). Its success is not relayed (the client had it); an
+    /// error would be. When a statement of the transaction was refused before it reached a server,
+    /// the transaction is made to fail there too, so the server answers the client's next statements
+    /// as it answers them in a failed transaction (25P02, until ROLLBACK).
+    /// </summary>
+    private void SendDeferredBegin(PgServerConnection server)
+    {
+        server.Enqueue(PgRequestKind.Query, PgResponseMode.SwallowSuccess);
+        CopyToServer(server, new ReadOnlySequence<byte>(_deferredBegin!, 0, _deferredBeginLength));
+        if (_deferredFailed)
+        {
+            server.Enqueue(new PgPendingRequest(PgRequestKind.Query, PgResponseMode.Swallow, new PgInternalRequest()));
+            PgMessageWriter.WriteQuery(server.Output, FailTransactionSql);
+        }
+        _deferredBeginLength = 0;
+        _deferredFailed = false;
+    }
+
+    /// <summary>Fails the server's transaction on purpose (a refused statement failed the client's deferred one).</summary>
+    private const string FailTransactionSql =
+        "DO $mproxy$BEGIN RAISE EXCEPTION 'mproxy: a statement of this transaction was refused by the edge' USING ERRCODE = '25P02'; END$mproxy$";
+
+    /// <summary>ReadyForQuery from the edge while no server is attached: idle, or in the deferred transaction (failed after a refusal).</summary>
+    private void WriteReadyForQueryDirect()
+    {
+        var status = _deferredBeginLength == 0 ? PgTransactionStatus.Idle
+            : _deferredFailed ? PgTransactionStatus.Failed
+            : PgTransactionStatus.InTransaction;
+        PgMessageWriter.WriteReadyForQuery(_output, status);
+        _outputDirty = true;
     }
 
     /// <summary>Session effects that keep a client's transactions on the primary (state a replica would not have).</summary>
@@ -710,9 +797,11 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
         }
         else
         {
+            // Inside a deferred transaction the refusal fails it, as an error fails a transaction on a server.
+            _deferredFailed = _deferredBeginLength > 0;
             WriteDirect(o => PgMessageWriter.WriteError(o, "ERROR", sqlState, message));
             if (simple)
-                WriteDirect(static o => PgMessageWriter.WriteReadyForQuery(o, PgTransactionStatus.Idle));
+                WriteReadyForQueryDirect();
         }
         if (!simple)
             _skipUntilSync = true;
@@ -1288,6 +1377,8 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
 
     protected override bool IsBetweenTransactions()
     {
+        if (_deferredBeginLength > 0)
+            return false; // the client is in a transaction, though no server has seen it yet
         var server = _server;
         return server is null
             || !server.IsAttachedTo(this)

@@ -66,6 +66,9 @@ internal sealed class PgPool : IServerConnectionFactory<PgServerConnection>, IBa
     /// <summary>Whether clients' named statements are virtualized (transaction mode with a statement budget per connection).</summary>
     public bool VirtualizesStatements => Mode == PoolMode.Transaction && _database.Pool.MaxPreparedStatements > 0;
 
+    /// <summary>Whether the edge answers clients' plain BEGIN itself and sends it with the transaction's first statement (transaction mode).</summary>
+    public bool DefersBegin => Mode == PoolMode.Transaction && _database.Pool.DeferBegin;
+
     /// <summary>The QoS scheduler in front of this pool (its capacity is the pool's size), when QoS is on.</summary>
     public MProxy.Edge.Qos.QosScheduler? Scheduler { get; init; }
 

@@ -167,7 +167,7 @@ public sealed class MisbehavingServerTests : IAsyncLifetime
         var pool = Assert.Single(_edge.Get<PgPoolRegistry>().All);
         await Poll.UntilAsync(() => pool.Connections.GetStats() is { Idle: 1, Total: 1 });
         var (other, _) = await RawPgClient.LoginAsync(_edge.Port, "app", "app", null);
-        await other.SendQueryAsync("BEGIN");
+        await other.SendQueryAsync("BEGIN READ WRITE"); // sent at once (a plain BEGIN would be deferred to the next statement)
         var otherRequest = await server.ReadRequestAsync();
         Assert.Equal("SET TimeZone TO 'UTC';\0", otherRequest[0].Text); // the other client keeps the server's default
         await server.SendAsync(w =>
@@ -176,7 +176,7 @@ public sealed class MisbehavingServerTests : IAsyncLifetime
             PgMessageWriter.WriteParameterStatus(w, "TimeZone", "UTC");
             PgMessageWriter.WriteReadyForQuery(w, PgTransactionStatus.Idle);
         });
-        await server.ReadRequestAsync(); // BEGIN
+        await server.ReadRequestAsync(); // BEGIN READ WRITE
         await server.SendAsync(w =>
         {
             PgMessageWriter.WriteCommandComplete(w, "BEGIN");
