@@ -193,5 +193,30 @@ public sealed class MisbehavingServerTests : IAsyncLifetime
         await other.DisposeAsync();
     }
 
+    [Fact]
+    public async Task DeferredBegin_ReachesTheServerOnlyAheadOfTheFirstStatement_ItsRepliesHidden()
+    {
+        var (client, server) = await LoginAsync();
+        await client.SendQueryAsync("begin");
+        var begun = await client.ReadUntilReadyAsync();
+        Assert.Equal(["C", "Z"], begun.Select(m => m.Code.ToString()));
+        Assert.Equal("BEGIN\0", begun[0].Text);
+        Assert.Equal("T", begun[1].Text);
+
+        await client.SendQueryAsync("SELECT 1");
+        Assert.Equal("begin\0", Assert.Single(await server.ReadRequestAsync()).Text); // the client's own text
+        Assert.Equal("SELECT 1\0", Assert.Single(await server.ReadRequestAsync()).Text);
+        await server.SendAsync(w =>
+        {
+            PgMessageWriter.WriteCommandComplete(w, "BEGIN");
+            PgMessageWriter.WriteReadyForQuery(w, PgTransactionStatus.InTransaction);
+        });
+        await server.SendResultAsync("x", ["1"], status: (char)PgTransactionStatus.InTransaction);
+        var answered = await client.ReadUntilReadyAsync();
+        Assert.Equal(["T", "D", "C", "Z"], answered.Select(m => m.Code.ToString())); // one statement's replies: BEGIN's are hidden
+        Assert.Equal("T", answered[^1].Text);
+        await client.DisposeAsync();
+    }
+
     private static bool IsIdleBroken(PgPool pool) => pool.Connections.GetStats().Total == 0;
 }
