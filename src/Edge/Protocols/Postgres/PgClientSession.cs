@@ -595,7 +595,9 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
     /// </summary>
     private bool TryAnswerTransactionControl(in ReadOnlySequence<byte> message)
     {
-        if (message.Length > PgFrame.HeaderLength + PgTransactionText.MaxLength + 1)
+        var first = message.FirstSpan;
+        if (message.Length > PgFrame.HeaderLength + PgTransactionText.MaxLength + 1
+            || (first.Length > PgFrame.HeaderLength && !PgTransactionText.MayBeOne(first[PgFrame.HeaderLength..])))
             return false;
         Span<byte> text = stackalloc byte[PgTransactionText.MaxLength + 1];
         var length = (int)message.Length - PgFrame.HeaderLength;

@@ -39,6 +39,21 @@ internal static class PgTransactionText
     /// <summary>The longest text read (longer ones are <see cref="PgTransactionCommand.Other"/>).</summary>
     public const int MaxLength = 128;
 
+    /// <summary>
+    /// A first look at a text's first two bytes: false when it cannot be one of the commands (most
+    /// statements: SELECT, INSERT, UPDATE…), so that the caller need not copy it to classify it.
+    /// </summary>
+    public static bool MayBeOne(ReadOnlySpan<byte> start)
+    {
+        if (start.Length < 2 || IsSpace(start[0]))
+            return true;
+        return ((start[0] | 0x20) << 8 | (start[1] | 0x20)) switch
+        {
+            'b' << 8 | 'e' or 's' << 8 | 't' or 'c' << 8 | 'o' or 'e' << 8 | 'n' or 'r' << 8 | 'o' or 'a' << 8 | 'b' => true,
+            _ => false,
+        };
+    }
+
     public static PgTransactionCommand Classify(ReadOnlySpan<byte> text)
     {
         if (text.Length > MaxLength)
@@ -176,6 +191,7 @@ internal static class PgTransactionText
             return Current = _text[start.._at];
         }
 
-        private static bool IsSpace(byte b) => b is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r' or (byte)'\f';
     }
+
+    private static bool IsSpace(byte b) => b is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r' or (byte)'\f';
 }

@@ -22,8 +22,20 @@ public class PgTransactionTextTests
     [InlineData("COMMIT WORK", "Commit")]
     [InlineData("ROLLBACK", "Rollback")]
     [InlineData("abort transaction;", "Rollback")]
-    public void Recognized(string text, string expected) =>
+    public void Recognized(string text, string expected)
+    {
         Assert.Equal(Enum.Parse<PgTransactionCommand>(expected), PgTransactionText.Classify(Encoding.UTF8.GetBytes(text)));
+        Assert.True(PgTransactionText.MayBeOne(Encoding.UTF8.GetBytes(text)));
+    }
+
+    [Theory]
+    [InlineData("SELECT abalance FROM pgbench_accounts WHERE aid = 1")]
+    [InlineData("select 1")]
+    [InlineData("UPDATE t SET a = 1")]
+    [InlineData("INSERT INTO t VALUES (1)")]
+    [InlineData("/* c */ BEGIN")]
+    public void FirstLook_SkipsMostStatements(string text) =>
+        Assert.False(PgTransactionText.MayBeOne(Encoding.UTF8.GetBytes(text)));
 
     [Theory]
     // Modes a server in recovery refuses: sent at once, so that their failure is the BEGIN's own.
