@@ -2,7 +2,8 @@ namespace MProxy.Edge.Admin;
 
 /// <summary>
 /// One client connection, as SHOW CLIENTS shows it. <c>State</c> is login, idle (between
-/// transactions), active (holds a server connection), admin (on the console) or closing.
+/// transactions), idle-in-transaction (PostgreSQL: after a BEGIN the edge deferred, holding no
+/// server connection yet), active (holds a server connection), admin (on the console) or closing.
 /// <c>Tls</c> is the negotiated protocol and cipher suite, or null for a cleartext connection.
 /// </summary>
 internal sealed record ClientView(

@@ -1,3 +1,5 @@
+using MProxy.Edge.Admin;
+using MProxy.Edge.Sessions;
 using MProxy.TestSupport;
 using Npgsql;
 
@@ -24,6 +26,10 @@ public class DeferredBeginTests(PostgresFixture postgres)
         return await client.ReadUntilReadyAsync();
     }
 
+    /// <summary>The state SHOW CLIENTS gives the client whose BackendKeyData carried <paramref name="processId"/>.</summary>
+    private static string ClientState(EdgeServer edge, int processId) =>
+        edge.Get<ClientRegistry>().Sessions.OfType<IDescribedClient>().Select(c => c.Describe()).Single(c => c.Id == processId).State;
+
     private static char Status(List<PgWireMessage> replies) => (char)Assert.Single(replies, m => m.Code == 'Z').Payload[0];
 
     private static string Tag(List<PgWireMessage> replies) => Assert.Single(replies, m => m.Code == 'C').Text.TrimEnd('\0');
@@ -45,18 +51,22 @@ public class DeferredBeginTests(PostgresFixture postgres)
     public async Task Begin_IsAnsweredAtOnce_AndTheTransactionHoldsAServerOnlyFromItsFirstStatement()
     {
         await using var edge = await EdgeServer.StartAsync(EdgeServer.AppConfig(Server, poolSize: 1, waitTimeoutMs: 300));
-        await using var client = await LoginAsync(edge);
+        var (client, welcome) = await RawPgClient.LoginAsync(edge.Port, PostgresServer.AppUser, PostgresServer.AppDatabase, PostgresServer.Password);
+        await using var _ = client;
+        var processId = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(welcome.Single(m => m.Code == 'K').Payload);
         Assert.Equal('I', Status(await QueryAsync(client, "CREATE TABLE IF NOT EXISTS deferred_begin (id int)")));
 
         var begun = await QueryAsync(client, "BEGIN;");
         Assert.Equal("BEGIN", Tag(begun));
         Assert.Equal('T', Status(begun));
         Assert.True(await PoolIsFreeAsync(edge)); // BEGIN alone holds no server connection
+        Assert.Equal("idle-in-transaction", ClientState(edge, processId)); // as SHOW CLIENTS shows it
 
         var inserted = await QueryAsync(client, "INSERT INTO deferred_begin VALUES (7)");
         Assert.Equal("INSERT 0 1", Tag(inserted));
         Assert.Equal('T', Status(inserted)); // the server's own status: its transaction is open
         Assert.False(await PoolIsFreeAsync(edge));
+        Assert.Equal("active", ClientState(edge, processId));
         Assert.Equal('T', Status(await QueryAsync(client, "SELECT count(*) FROM deferred_begin WHERE id = 7")));
 
         var rolledBack = await QueryAsync(client, "ROLLBACK");

@@ -1363,7 +1363,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
         var state = _state switch
         {
             PgClientState.Startup => "login",
-            PgClientState.Ready => _admin ? "admin" : attached ? "active" : "idle",
+            PgClientState.Ready => _admin ? "admin" : attached ? "active" : _deferredBeginLength > 0 ? "idle-in-transaction" : "idle",
             _ => "closing",
         };
         return new(ProcessId, PgPoolRegistry.Protocol, User, Database, _qos?.Tenant.Name, Tracked[PgTrackedParameters.ApplicationName],
