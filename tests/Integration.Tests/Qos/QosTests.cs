@@ -87,17 +87,20 @@ public sealed class QosTests(PostgresFixture postgres) : IAsyncLifetime
         Assert.True(account.BudgetWaits > 0, "the load should have exceeded the budget and waited");
     }
 
+    /// <summary>An edge whose tenant app has a budget of 1 RU/s (a burst of 3): a few statements exhaust it.</summary>
+    private Task<EdgeServer> StartTinyBudgetEdgeAsync() => EdgeServer.StartAsync(Users + """
+
+        qos:
+          groups:
+            - { name: tiny, ruPerSecond: 1, burst: 3, debtMax: 1, maxBudgetWaitMs: 0 }
+          tenants:
+            - { name: app, group: tiny }
+        """);
+
     [Fact]
     public async Task Budget_Exhausted_Refused53400NamingTenantBudgetAndRetry()
     {
-        await using var edge = await EdgeServer.StartAsync(Users + """
-
-            qos:
-              groups:
-                - { name: tiny, ruPerSecond: 1, burst: 3, debtMax: 1, maxBudgetWaitMs: 0 }
-              tenants:
-                - { name: app, group: tiny }
-            """);
+        await using var edge = await StartTinyBudgetEdgeAsync();
         var (client, _) = await RawPgClient.LoginAsync(edge.Port, "app", "app", PostgresServer.Password);
         await using var _ = client;
         PgWireMessage? refusal = null;
@@ -123,14 +126,7 @@ public sealed class QosTests(PostgresFixture postgres) : IAsyncLifetime
     [Fact]
     public async Task Budget_Exhausted_TheFirstStatementAfterADeferredBeginIsRefused_AndItsTransactionFailed()
     {
-        await using var edge = await EdgeServer.StartAsync(Users + """
-
-            qos:
-              groups:
-                - { name: tiny, ruPerSecond: 1, burst: 3, debtMax: 1, maxBudgetWaitMs: 0 }
-              tenants:
-                - { name: app, group: tiny }
-            """);
+        await using var edge = await StartTinyBudgetEdgeAsync();
         var (client, _) = await RawPgClient.LoginAsync(edge.Port, "app", "app", PostgresServer.Password);
         await using var _ = client;
         List<PgWireMessage>? refused = null;
