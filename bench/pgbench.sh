@@ -128,8 +128,8 @@ for port in "${ports[@]}"; do
   fi
 done
 
-header='| row | direct TPS | PgBouncer TPS | mproxy TPS | mproxy/direct | mproxy/PgBouncer | mproxy failed tx | PgBouncer CPU µs/tx | mproxy CPU µs/tx | mproxy B/tx |'
-rule='|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
+header='| row | direct TPS | PgBouncer TPS | mproxy TPS | mproxy/direct | mproxy/PgBouncer | per round | mproxy failed tx | PgBouncer CPU µs/tx | mproxy CPU µs/tx | mproxy B/tx |'
+rule='|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|'
 [ -n "$candidate" ] && header+=' candidate TPS | candidate/PgBouncer | candidate CPU µs/tx | candidate B/tx |' && rule+='---:|---:|---:|---:|'
 printf '\n%s\n%s\n' "$header" "$rule"
 for row in "${rows[@]}"; do
@@ -153,7 +153,10 @@ for row in "${rows[@]}"; do
   dm=$(median "${d[@]}"); bm=$(median "${b[@]}"); mm=$(median "${m[@]}"); bcm=$(median1 "${bc[@]}"); mcm=$(median1 "${mc[@]}")
   rd=$(python3 -c "print(f'{$mm/$dm:.2f}' if $dm else 'n/a')"); rb=$(python3 -c "print(f'{$mm/$bm:.2f}' if $bm else 'n/a')")
   mam=$(median1 "${ma[@]}")
-  line=$(printf '| %s | %s | %s | %s | %s× | %s× | %s | %s | %s | %s |' "$row" "$dm" "$bm" "$mm" "$rd" "$rb" "$mf" "$bcm" "$mcm" "${mam%.0}")
+  # Paired within each round (run minutes apart, not a whole row apart): the median of the rounds'
+  # own mproxy/PgBouncer ratios, their range, and in how many rounds mproxy was ahead.
+  pr=$(python3 -c "import statistics as s; r=sorted(m/b for m, b in zip([${m[*]/%/,}], [${b[*]/%/,}]) if b); print(f'{s.median(r):.2f}× ({r[0]:.2f}–{r[-1]:.2f}, ahead in {sum(x > 1 for x in r)} of {len(r)})' if r else 'n/a')")
+  line=$(printf '| %s | %s | %s | %s | %s× | %s× | %s | %s | %s | %s | %s |' "$row" "$dm" "$bm" "$mm" "$rd" "$rb" "$pr" "$mf" "$bcm" "$mcm" "${mam%.0}")
   if [ -n "$candidate" ]; then
     km=$(median "${k[@]}"); kcm=$(median1 "${kc[@]}"); kam=$(median1 "${ka[@]}"); kb=$(python3 -c "print(f'{$km/$bm:.2f}' if $bm else 'n/a')")
     line+=$(printf ' %s | %s× | %s | %s |' "$km" "$kb" "$kcm" "${kam%.0}")
