@@ -54,6 +54,7 @@ internal static class PgTransactionText
         };
     }
 
+    /// <summary>What <paramref name="text"/> (a simple Query's text, without its terminating NUL) is.</summary>
     public static PgTransactionCommand Classify(ReadOnlySpan<byte> text)
     {
         if (text.Length > MaxLength)
