@@ -48,8 +48,8 @@ public sealed class BackendUnavailableException(string database, string message)
 /// </remarks>
 public sealed class BackendMonitor : IAsyncDisposable
 {
-    private readonly object _lock = new();      // trackers, history, signal
-    private readonly object _publishGate = new(); // one publication (and its events) at a time
+    private readonly Lock _lock = new();      // trackers, history, signal
+    private readonly Lock _publishGate = new(); // one publication (and its events) at a time
     private readonly SemaphoreSlim _roundGate = new(1, 1);
     private readonly string _database;
     private readonly BackendsConfig _config;

@@ -20,7 +20,7 @@ public sealed class BackendsRegistry(
     : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, DatabaseBackends> _backends = new();
-    private readonly object _createLock = new();
+    private readonly Lock _createLock = new();
 
     public ICollection<DatabaseBackends> All => _backends.Values;
 

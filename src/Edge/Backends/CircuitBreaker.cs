@@ -38,7 +38,7 @@ public readonly record struct BreakerTransition(int Backend, BreakerState From, 
 /// </remarks>
 public sealed class CircuitBreaker
 {
-    private readonly object _lock = new();
+    private readonly Lock _lock = new();
     private readonly BreakerSettings _settings;
     private readonly TimeProvider _time;
     private readonly Random _random;

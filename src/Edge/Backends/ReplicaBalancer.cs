@@ -20,7 +20,7 @@ public sealed class ReplicaBalancer
     private readonly BackendLoad[] _loads;
     private readonly TimeProvider _time;
     private readonly Random _random;
-    private readonly object _randomLock = new();
+    private readonly Lock _randomLock = new();
     private readonly double _decayTimestampUnits;
 
     public ReplicaBalancer(int backendCount, TimeSpan latencyDecay, TimeProvider time, Random random)

@@ -34,7 +34,7 @@ internal sealed record ReloadOutcome(bool Applied, long Generation, string? Key,
 /// </summary>
 internal sealed class ConfigReloader
 {
-    private readonly object _lock = new();
+    private readonly Lock _lock = new();
     private readonly ReloadSource _source;
     private readonly ConfigStore _store;
     private readonly PgPoolRegistry _pools;

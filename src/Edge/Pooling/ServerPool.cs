@@ -32,7 +32,7 @@ public readonly record struct PoolStats(int Size, int Total, int Idle, int Activ
 public sealed class ServerPool<TConnection> : ISlotLimitedPool
     where TConnection : class, IPooledConnection
 {
-    private readonly object _lock = new();
+    private readonly Lock _lock = new();
     private readonly List<TConnection> _idle = [];             // a stack: the most recently returned last
     private readonly LinkedList<Waiter> _waiters = new();      // FIFO; a waiter that gives up leaves at once
     private readonly Stack<Waiter> _spareWaiters = new();      // reused: waiting allocates nothing in steady state

@@ -92,7 +92,7 @@ internal abstract class RelayClientSession(IDuplexPipe client, int loop)
     protected UnitTelemetry? _telemetry;
 
     /// <summary>Guards <see cref="_unit"/> against the pump completing units while the client's loop starts one.</summary>
-    protected readonly object _unitLock = new();
+    protected readonly Lock _unitLock = new();
 
     /// <summary>The current request unit (QoS statement), counting from 1.</summary>
     protected int _unit;

@@ -35,7 +35,7 @@ internal abstract class RelayServerConnection<TClient>(ConnectionContext transpo
     where TClient : RelayClientSession
 {
     /// <summary>Guards the connection's state; the pump and the client's loop both take it.</summary>
-    protected readonly object _sync = new();
+    protected readonly Lock _sync = new();
 
     /// <summary>The connection to the server.</summary>
     protected readonly ConnectionContext _transport = transport;

@@ -104,7 +104,7 @@ internal sealed class FingerprintStats
     {
         private static readonly IComparer<Entry> HeaviestFirst = Comparer<Entry>.Create(static (a, b) => b.Weight.CompareTo(a.Weight));
 
-        private readonly object _lock = new();
+        private readonly Lock _lock = new();
         private readonly int _keep;
         private readonly Dictionary<VerdictKey, Entry> _entries;
         private readonly Entry[] _scratch;

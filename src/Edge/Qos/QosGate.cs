@@ -22,8 +22,8 @@ internal sealed class QosGate : IDisposable
     public const string UnnamedTenant = "(unnamed)";
 
     private readonly ConcurrentDictionary<string, TenantQos> _tenants = new(StringComparer.Ordinal);
-    private readonly object _tenantLock = new();
-    private readonly object _sessionLock = new();
+    private readonly Lock _tenantLock = new();
+    private readonly Lock _sessionLock = new();
     private readonly List<QosSession> _sessions = [];
     private readonly List<QosScheduler> _schedulers = [];
     private QosSession[] _tickBuffer = [];

@@ -45,7 +45,7 @@ internal sealed class QosScheduler : IDisposable
     private const double EstimateGain = 0.25;
     private const double MinEstimate = 1e-3;
 
-    private readonly object _lock = new();
+    private readonly Lock _lock = new();
     private readonly TimeProvider _time;
     private readonly ClassQueue[] _classes = new ClassQueue[Priorities.Count];
     private readonly List<SchedulerFlow> _flows = [];

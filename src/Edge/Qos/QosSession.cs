@@ -101,7 +101,7 @@ internal sealed class QosSession : IDisposable
     internal static readonly TimeSpan BudgetRecheck = TimeSpan.FromMilliseconds(200);
 
     private readonly QosGate _gate;
-    private readonly object _sync = new();
+    private readonly Lock _sync = new();
     private StatementState _state;
     private bool _bypass;
     private TenantAccount? _account;

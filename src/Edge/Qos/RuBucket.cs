@@ -70,7 +70,7 @@ internal sealed class RuBucket
     // Balances are doubles; refills computed from elapsed time may land a hair below zero.
     private const double Epsilon = 1e-9;
 
-    private readonly object _lock = new();
+    private readonly Lock _lock = new();
     private readonly TimeProvider _time;
     private RuBucketSettings _settings;
     private double _local;      // refilled at the rate up to Burst; negative is debt, never below -DebtMax
@@ -401,7 +401,7 @@ internal sealed class RuBucket
 /// </summary>
 internal sealed class RuBudgetTicket
 {
-    private readonly object _sync = new();
+    private readonly Lock _sync = new();
     private TaskCompletionSource? _wait;    // the statement's current wait; guarded by _sync
     private bool _woken;                    // woken while not waiting: the next wait returns at once
     private volatile bool _first;

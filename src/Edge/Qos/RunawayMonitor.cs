@@ -163,7 +163,7 @@ internal sealed class RunawayMonitor
 
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<VerdictKey, RunawayVerdict> _verdicts = new();
-    private readonly object _writeLock = new();
+    private readonly Lock _writeLock = new();
     private volatile RuleSet _rules;
     private int _count;
     private long _dropped;

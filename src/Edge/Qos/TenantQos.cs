@@ -11,7 +11,7 @@ internal readonly record struct TenantIdentity(string User, string Database, str
 /// </summary>
 internal sealed class TenantQos
 {
-    private readonly object _lock = new();
+    private readonly Lock _lock = new();
     private readonly Dictionary<string, TenantAccount> _accounts = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
     private volatile TenantProfile? _profile;
@@ -99,7 +99,7 @@ internal sealed class TenantProfile(TenantConfig? config, ResourceGroupConfig[] 
 /// </summary>
 internal sealed class TenantAccount
 {
-    private readonly object _lock = new();
+    private readonly Lock _lock = new();
     private volatile ResourceGroupConfig _group;
     private volatile SchedulerFlow?[] _flows = [];
     private long _admitted;

@@ -20,7 +20,7 @@ internal sealed class PrometheusExporter : IDisposable
 
     private readonly Meter _meter;
     private readonly MeterListener _listener = new();
-    private readonly object _scrapeLock = new();
+    private readonly Lock _scrapeLock = new();
     private readonly List<Family> _families = [];
 
     /// <summary>The runtime's own meter (.NET 9+): GC, allocations, CPU time, thread pool, locks.</summary>
@@ -192,7 +192,7 @@ internal sealed class PrometheusExporter : IDisposable
 
     private sealed class SumSeries(KeyValuePair<string, string>[] labels, bool integer)
     {
-        private readonly object _lock = new();
+        private readonly Lock _lock = new();
         private double _value;
 
         public KeyValuePair<string, string>[] Labels { get; } = labels;

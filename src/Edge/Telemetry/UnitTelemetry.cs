@@ -23,7 +23,7 @@ internal sealed class UnitTelemetry : IDisposable
 
     private readonly EdgeTelemetry _edge;
     private readonly QueryCell _cell;
-    private readonly object _lock = new();
+    private readonly Lock _lock = new();
     private int _unit;
     private bool _open;
     private bool _sent;

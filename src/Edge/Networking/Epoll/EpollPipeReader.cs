@@ -16,7 +16,7 @@ internal sealed class EpollPipeReader(EpollConnection connection) : PipeReader, 
     private const int InitialSize = 16 * 1024;
     private const int MinimumFree = 4096;
 
-    private readonly object _gate = new();
+    private readonly Lock _gate = new();
     private byte[] _buffer = ArrayPool<byte>.Shared.Rent(InitialSize);
     private int _start;                 // first unconsumed byte
     private int _end;                   // end of the received bytes

@@ -25,7 +25,7 @@ internal sealed class EpollPipeWriter(EpollConnection connection) : PipeWriter, 
     private const int InitialSize = 4096;
     private const int RetainedSize = 64 * 1024;   // a buffer grown beyond this goes back to the pool after its flush
 
-    private readonly object _gate = new();
+    private readonly Lock _gate = new();
     private byte[] _buffer = ArrayPool<byte>.Shared.Rent(InitialSize);
     private int _written;        // bytes written, not yet sent
     private int _sent;           // of those, sent by a flush in progress

@@ -109,7 +109,7 @@ internal sealed class PgStatement
 internal sealed class PgStatementCatalog(int capacity)
 {
     private static long s_nextId;
-    private readonly object _lock = new();
+    private readonly Lock _lock = new();
     private readonly Dictionary<ulong, List<PgStatement>> _byHash = [];
     private readonly Queue<(ulong Hash, PgStatement Statement)> _order = new();
 
@@ -265,7 +265,7 @@ internal sealed class PgClientStatement(byte[] name, PgStatement statement)
 /// </summary>
 internal sealed class PgClientStatements(int capacity)
 {
-    private readonly object _lock = new();
+    private readonly Lock _lock = new();
     private readonly Dictionary<ulong, PgClientStatement> _byHash = [];
     private int _count;
 
