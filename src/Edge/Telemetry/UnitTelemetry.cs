@@ -170,9 +170,16 @@ internal sealed class UnitTelemetry : IDisposable
     }
 
     /// <summary>Bytes relayed: server → client (<paramref name="toClient"/>) and client → server (<paramref name="toServer"/>).</summary>
+    /// <remarks>
+    /// The unit's own count feeds only its span's tags: an untraced unit skips the lock. The span is
+    /// stored before the unit's first message goes to the server, so it is visible by the time any
+    /// of its bytes are relayed.
+    /// </remarks>
     public void AddBytes(long toClient, long toServer)
     {
         _cell.AddBytes(toClient, toServer);
+        if (Volatile.Read(ref _activity) is null)
+            return;
         lock (_lock)
         {
             _bytesToClient += toClient;
