@@ -38,7 +38,7 @@ start() { # env dll port log args
 start "$A_ENV" "$a_dll" "$a_port" "$work/a.log" "$A_ARGS"; a_pid=${pids[-1]}
 start "$B_ENV" "$b_dll" "$b_port" "$work/b.log" "$B_ARGS"; b_pid=${pids[-1]}
 for port in "$a_port" "$b_port"; do
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
+  wait_ports "$port"
   pgbench -n -T "$WARMUP" -c "$CLIENTS" -j 2 "${pgbench_args[@]}" -h 127.0.0.1 -p "$port" -U bench bench >/dev/null 2>&1
 done
 echo "==> A: $a_dll ${A_ENV} ${A_ARGS} (port $a_port)   B: $b_dll ${B_ENV} ${B_ARGS} (port $b_port)   ${ROUNDS} rounds of ${SECONDS_PER_ROUND}s, ${CLIENTS} clients, pool $POOL" >&2

@@ -33,9 +33,7 @@ setsid dotnet "$root/src/Edge/bin/Release/net10.0/mproxy.dll" --listen "127.0.0.
   --log-level Warning $MPROXY_ARGS > "$work/mproxy.log" 2>&1 &
 mproxy_pid=$!
 pids+=("$mproxy_pid" "$bouncer_pid")
-for port in "$bouncer_port" "$mproxy_port"; do
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
-done
+wait_ports "$bouncer_port" "$mproxy_port"
 
 run_pgbench() { # port seconds [extra args]
   local port=$1 seconds=$2; shift 2

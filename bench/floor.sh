@@ -50,9 +50,7 @@ setsid dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" --epo
 pids+=("$!")
 names=(PgBouncer "mproxy --transport sockets" "mproxy --transport epoll" relay-floor relay-floor-epoll)
 ports=("$bouncer_port" "$mproxy_port" "$mproxy_epoll_port" "$relay_port" "$epoll_port")
-for port in "${ports[@]}"; do
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
-done
+wait_ports "${ports[@]}"
 echo "==> warm-up ${WARMUP}s each; then $ROUNDS interleaved rounds of ${SECONDS_PER_ROUND}s, $CLIENTS clients, pool $POOL, pgbench ${pgbench_args[*]}" >&2
 for port in "${ports[@]}"; do
   pgbench -n -T "$WARMUP" -c "$CLIENTS" -j 2 "${pgbench_args[@]}" -h 127.0.0.1 -p "$port" -U bench bench >/dev/null 2>&1 || true

@@ -149,9 +149,7 @@ if [[ " ${targets[*]} " == *" mproxy-noqos "* ]]; then
   pids+=($!)
   wait_ports+=("$noqos_port")
 fi
-for port in "${wait_ports[@]}"; do
-  for _ in $(seq 1 150); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
-done
+wait_ports "${wait_ports[@]}"
 
 port_of() {
   case $1 in

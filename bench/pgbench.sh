@@ -69,9 +69,7 @@ if [ -n "$candidate" ]; then
   pids+=("$candidate_pid"); ports+=("$candidate_port")
   echo "==> candidate mproxy on $candidate_port: ${CANDIDATE_DLL:-same build} ${CANDIDATE_ENV} ${CANDIDATE_ARGS}" >&2
 fi
-for port in "${ports[@]}"; do
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
-done
+wait_ports "${ports[@]}"
 
 cpu_ticks() { # pid -> user+system clock ticks so far (0 when no pid)
   [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] || { echo 0; return; }

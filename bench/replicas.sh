@@ -58,7 +58,6 @@ trap cleanup EXIT
 export PGPASSWORD=bench PGCONNECT_TIMEOUT=15
 
 now() { date +%s.%N; }
-wait_port() { for _ in $(seq 1 150); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.2; done; echo "port $1 never opened" >&2; return 1; }
 
 # new_primary DIR PORT: initdb, start, role and database `bench`.
 new_primary() {
@@ -124,7 +123,7 @@ YAML
   fi
   setsid dotnet "$mproxy_dll" --config "$config" --log-level Warning > "${config%.yaml}.log" 2>&1 &
   pids+=($!)
-  wait_port "$port"
+  wait_ports "$port"
 }
 
 dotnet build "$root/src/Edge/MProxy.Edge.csproj" -c Release -v quiet -nologo >/dev/null

@@ -88,9 +88,7 @@ setsid dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" "$flo
 pids+=($!)
 setsid dotnet "$root/bench/RelayFloor/bin/Release/net10.0/relay-floor.dll" --epoll "$epoll_port" 127.0.0.1 "$db_port" > "$work/relay-epoll.log" 2>&1 &
 pids+=($!)
-for port in "$mysql_port" "$relay_port" "$floor_port" "$epoll_port"; do
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
-done
+wait_ports "$mysql_port" "$relay_port" "$floor_port" "$epoll_port"
 
 run_sysbench() { # port test → "tps p95 errors"
   local port=$1 test=$2 out tps p95 errors

@@ -125,6 +125,17 @@ INI
   cat "$dir/pgbouncer.pid"
 }
 
+# Waits up to 30 s for each PORT in turn to accept a connection on 127.0.0.1; fails, naming the port,
+# if one never does.
+wait_ports() {
+  local port
+  for port in "$@"; do
+    for _ in $(seq 1 150); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue 2; sleep 0.2; done
+    echo "port $port never opened" >&2
+    return 1
+  done
+}
+
 # A benchmark's throwaway directory (readable by postgres) in $work, PostgreSQL's binaries in $bin,
 # and an EXIT trap that kills every pid the script adds to $pids, stops the PostgreSQL started in
 # $work and removes it. PREFIX names the directory: /tmp/PREFIX.XXXXXX.
