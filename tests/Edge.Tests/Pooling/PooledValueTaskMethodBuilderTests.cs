@@ -107,6 +107,58 @@ public sealed class PooledValueTaskMethodBuilderTests
     }
 
     [Fact]
+    public void BoxesRecycledOnAnotherThread_ComeBackThroughTheSharedPool()
+    {
+        // A client may wait on one event loop and resume on the other: its boxes are then recycled
+        // there. Beyond the few each thread keeps, they go to the shared pool, and the thread that
+        // suspends calls rents them back from it instead of allocating new ones every round.
+        const int calls = 300;
+        const int rounds = 7;
+        var gates = Enumerable.Range(0, calls).Select(_ => new Gate()).ToArray();
+        var pending = new ValueTask<int>[calls];
+        var sums = new List<int>();
+        using var suspended = new SemaphoreSlim(0);
+        using var resumed = new SemaphoreSlim(0);
+        var other = new Thread(() => // the other loop: one long-lived thread, as the loops are
+        {
+            for (var round = 0; round < rounds; round++)
+            {
+                suspended.Wait();
+                var sum = 0;
+                for (var i = 0; i < calls; i++)
+                {
+                    gates[i].Open(1);
+                    sum += Take(pending[i]); // the box goes back to a pool on this thread
+                }
+                sums.Add(sum);
+                resumed.Release();
+            }
+        });
+        other.Start();
+        long Round()
+        {
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            for (var i = 0; i < calls; i++)
+                pending[i] = AddAfterOnAnotherThreadAsync(gates[i], i); // a method of its own: its pool starts empty
+            var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            suspended.Release();
+            resumed.Wait();
+            return allocated;
+        }
+
+        var first = Round();
+        Round(); // the other thread's own boxes fill first; from then on all it recycles is shared
+        var least = long.MaxValue;
+        for (var round = 2; round < rounds; round++)
+            least = Math.Min(least, Round());
+        other.Join();
+        Assert.Equal(rounds, sums.Count);
+        Assert.All(sums, sum => Assert.Equal(calls * (calls - 1) / 2 + calls, sum));
+        Assert.True(first > calls * IntPtr.Size, $"the first round made its boxes ({first} bytes)");
+        Assert.True(least < 1024, $"a later round allocated {least} bytes for {calls} suspended calls (first round: {first})");
+    }
+
+    [Fact]
     public async Task SuspendedCall_ResumesInTheExecutionContextItSuspendedIn()
     {
         var gate = new Gate();
@@ -154,6 +206,9 @@ public sealed class PooledValueTaskMethodBuilderTests
         var y = gate is null ? 0 : await gate.WaitAsync();
         return x + y;
     }
+
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
+    private static async ValueTask<int> AddAfterOnAnotherThreadAsync(Gate gate, int x) => x + await gate.WaitAsync();
 
     [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
     private static async ValueTask DoneAfterAsync(Gate? gate)
