@@ -157,7 +157,8 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
             {
                 var index = IdleIndexLocked(affinity);
                 var candidate = _idle[index];
-                if (IsReusable(candidate, _time.GetTimestamp()) && !NeedsCheck(candidate))
+                var now = _time.GetTimestamp();
+                if (IsReusable(candidate, now) && !NeedsCheck(candidate, now))
                 {
                     _idle.RemoveAt(index);
                     connection = candidate;
@@ -171,6 +172,7 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
     private async ValueTask<TConnection> AcquireSlowAsync(int affinity, CancellationToken cancellationToken)
     {
         var started = _time.GetTimestamp();
+        var now = started;
         while (true)
         {
             TConnection? connection = null;
@@ -181,7 +183,6 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
             {
                 if (_closed)
                     throw new PoolClosedException(Name, _closedReason);
-                var now = _time.GetTimestamp();
                 // Waiters already queued go first: a newcomer never overtakes them.
                 if (!HasWaitersLocked())
                 {
@@ -219,8 +220,9 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
 
             if (connection is not null)
             {
-                if (!NeedsCheck(connection) || await CheckAsync(connection, cancellationToken))
+                if (!NeedsCheck(connection, now) || await CheckAsync(connection, cancellationToken))
                     return connection;
+                now = _time.GetTimestamp(); // round again: the check failed
                 continue;
             }
             if (mayOpen)
@@ -256,12 +258,10 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
                 default:
                     throw new PoolClosedException(Name, _closedReason);
             }
+            // A granted connection comes straight from Return, in use until then: no check query
+            // (its continuation runs inline there, so it has not sat idle since).
             if (grant.Connection is { } granted)
-            {
-                if (!NeedsCheck(granted) || await CheckAsync(granted, cancellationToken))
-                    return granted;
-                continue;
-            }
+                return granted;
             // Granted a free slot: open a connection in it.
             return await OpenAsync(cancellationToken);
         }
@@ -451,8 +451,8 @@ public sealed class ServerPool<TConnection> : ISlotLimitedPool
     private bool IsReusable(TConnection connection, long now) =>
         !connection.IsBroken && (Settings.Lifetime <= TimeSpan.Zero || _time.GetElapsedTime(connection.OpenedAt, now) < Settings.Lifetime);
 
-    private bool NeedsCheck(TConnection connection) =>
-        Settings.CheckAfterIdle > TimeSpan.Zero && _time.GetElapsedTime(connection.IdleSince) > Settings.CheckAfterIdle;
+    private bool NeedsCheck(TConnection connection, long now) =>
+        Settings.CheckAfterIdle > TimeSpan.Zero && _time.GetElapsedTime(connection.IdleSince, now) > Settings.CheckAfterIdle;
 
     private bool HasWaitersLocked() => _waiters.Count > 0;
 

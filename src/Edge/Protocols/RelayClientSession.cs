@@ -200,12 +200,18 @@ internal abstract class RelayClientSession(IDuplexPipe client, int loop)
         }
         if (completedUnit == 0)
             return;
+        if (qos is null)
+        {
+            // Telemetry alone: it checks the unit against the one it has open under its own lock.
+            telemetry!.Complete(completedUnit, 0);
+            return;
+        }
         lock (_unitLock)
         {
             // A later unit may already be admitted (pipelining); it completed this one then.
             if (completedUnit == _unit)
             {
-                var ru = qos?.Complete().Ru ?? 0;
+                var ru = qos.Complete().Ru;
                 telemetry?.Complete(completedUnit, ru);
             }
         }
