@@ -114,12 +114,9 @@ internal sealed class UnitTelemetry : IDisposable
     /// <summary>The unit got a scheduler slot after waiting <paramref name="waited"/> in <paramref name="pool"/>'s scheduler.</summary>
     public void SlotGranted(string pool, Priority priority, TimeSpan waited)
     {
-        var tags = new TagList
-        {
-            { "pool", pool },
-            { "priority", EdgeTelemetry.PriorityLabels[(int)priority] },
-        };
-        _edge.SchedulerWait.Record(waited.TotalSeconds, tags);
+        _edge.SchedulerWait.Record(waited.TotalSeconds,
+            new KeyValuePair<string, object?>("pool", pool),
+            new KeyValuePair<string, object?>("priority", EdgeTelemetry.PriorityLabels[(int)priority]));
         lock (_lock)
             _queueWait += waited;
     }
@@ -210,20 +207,16 @@ internal sealed class UnitTelemetry : IDisposable
             toServer = _bytesToServer;
         }
         var seconds = _edge.Time.GetElapsedTime(startedAt).TotalSeconds;
-        var tags = new TagList
-        {
-            { "database", Database },
-            { "type", TypeLabels[(int)type] },
-            { "destination", replica ? "replica" : "primary" },
-        };
-        _edge.QueryDuration.Record(seconds, tags);
+        // The fixed-arity overloads: a TagList is eight tags wide, and building and passing one cost
+        // more than the rest of the recording.
+        _edge.QueryDuration.Record(seconds,
+            new KeyValuePair<string, object?>("database", Database),
+            new KeyValuePair<string, object?>("type", TypeLabels[(int)type]),
+            new KeyValuePair<string, object?>("destination", replica ? "replica" : "primary"));
         _edge.Fingerprints.Resolve(Tenant, fingerprint, out var tenantLabel, out var fingerprintLabel);
-        var fingerprintTags = new TagList
-        {
-            { "tenant", tenantLabel },
-            { "fingerprint", fingerprintLabel },
-        };
-        _edge.FingerprintDuration.Record(seconds, fingerprintTags);
+        _edge.FingerprintDuration.Record(seconds,
+            new KeyValuePair<string, object?>("tenant", tenantLabel),
+            new KeyValuePair<string, object?>("fingerprint", fingerprintLabel));
         if (activity is null)
             return;
         if (activity.IsAllDataRequested)
