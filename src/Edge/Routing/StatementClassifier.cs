@@ -1,4 +1,7 @@
 using System.Buffers;
+using System.Numerics;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using System.Text;
 
 namespace MProxy.Edge.Routing;
@@ -71,6 +74,43 @@ public static class StatementClassifier
     /// </summary>
     public static bool MayHavePreparedStatementCommand(ReadOnlySpan<byte> sql)
     {
+        if (!Vector128.IsHardwareAccelerated || sql.Length <= Vector128<byte>.Count)
+            return MayHavePreparedStatementCommandScalar(sql);
+        if (StartsCommand(sql, 0))
+            return true;
+        // Sixteen positions at a time: an initial (p, e, d in either case) whose previous byte does
+        // not continue a word. The last block overlaps the one before it; checking a position twice
+        // changes nothing. A TPC-B-like statement has one such position (pgbench_…), where the
+        // search by initials stopped at every p, e and d.
+        ref var text = ref MemoryMarshal.GetReference(sql);
+        var last = sql.Length - Vector128<byte>.Count;
+        for (var at = 1; ; at = Math.Min(at + Vector128<byte>.Count, last))
+        {
+            var current = Vector128.LoadUnsafe(ref text, (nuint)at) | Vector128.Create((byte)0x20);
+            var previous = Vector128.LoadUnsafe(ref text, (nuint)(at - 1));
+            var initial = Vector128.Equals(current, Vector128.Create((byte)'p'))
+                | Vector128.Equals(current, Vector128.Create((byte)'e'))
+                | Vector128.Equals(current, Vector128.Create((byte)'d'));
+            var continuesWord = Vector128.LessThanOrEqual((previous | Vector128.Create((byte)0x20)) - Vector128.Create((byte)'a'), Vector128.Create((byte)('z' - 'a')))
+                | Vector128.LessThanOrEqual(previous - Vector128.Create((byte)'0'), Vector128.Create((byte)9))
+                | Vector128.Equals(previous, Vector128.Create((byte)'_'))
+                | Vector128.Equals(previous, Vector128.Create((byte)'$'))
+                | Vector128.GreaterThanOrEqual(previous, Vector128.Create((byte)0x80));
+            var starts = Vector128.AndNot(initial, continuesWord).ExtractMostSignificantBits();
+            while (starts != 0)
+            {
+                if (StartsCommand(sql, at + BitOperations.TrailingZeroCount(starts)))
+                    return true;
+                starts &= starts - 1;
+            }
+            if (at == last)
+                return false;
+        }
+    }
+
+    /// <summary><see cref="MayHavePreparedStatementCommand"/> a byte at a time (short texts, and no vector hardware).</summary>
+    internal static bool MayHavePreparedStatementCommandScalar(ReadOnlySpan<byte> sql)
+    {
         var at = 0;
         while (true)
         {
@@ -78,21 +118,24 @@ public static class StatementClassifier
             if (next < 0)
                 return false;
             at += next;
-            if (at == 0 || !IsWordByte(sql[at - 1]))
-            {
-                // The initial (and for d, the second letter) names the one word it could start.
-                var rest = sql[at..];
-                var word = (rest[0] | 0x20) switch
-                {
-                    'p' => "prepare"u8,
-                    'e' => "execute"u8,
-                    _ => rest.Length > 1 && (rest[1] | 0x20) == 'i' ? "discard"u8 : "deallocate"u8,
-                };
-                if (StartsWith(rest, word))
-                    return true;
-            }
+            if ((at == 0 || !IsWordByte(sql[at - 1])) && StartsCommand(sql, at))
+                return true;
             at++;
         }
+    }
+
+    /// <summary>Whether one of the words starts at <paramref name="at"/> (an initial's position: its letter names the one word it could start).</summary>
+    private static bool StartsCommand(ReadOnlySpan<byte> sql, int at)
+    {
+        var rest = sql[at..];
+        var word = (rest[0] | 0x20) switch
+        {
+            'p' => "prepare"u8,
+            'e' => "execute"u8,
+            'd' => rest.Length > 1 && (rest[1] | 0x20) == 'i' ? "discard"u8 : "deallocate"u8,
+            _ => default,
+        };
+        return !word.IsEmpty && StartsWith(rest, word);
     }
 
     /// <summary>A byte that continues a word: an identifier or keyword character, or part of a non-ASCII character.</summary>
