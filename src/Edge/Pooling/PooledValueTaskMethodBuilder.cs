@@ -125,7 +125,7 @@ internal static class PooledValueTaskBox
     /// <summary>Boxes kept per method: more than the clients an edge has waiting at once in practice; beyond it they are dropped.</summary>
     public const int PoolCapacity = 1024;
 
-    /// <summary>Boxes each thread keeps per method before the shared pool: more than one loop's clients wait at once in a steady pgbench run.</summary>
+    /// <summary>Boxes each thread keeps per method before the shared pool: its free boxes, enough for the turnover of a loop's waiting clients (those waiting hold theirs).</summary>
     public const int ThreadCapacity = 64;
 
     /// <summary>The result of a method that returns a <see cref="ValueTask"/>.</summary>
@@ -179,7 +179,8 @@ internal abstract class PooledValueTaskBox<TResult> : IValueTaskSource<TResult>,
 /// the shared pool: a waited lease rents and recycles boxes on the event loop that runs the client, so
 /// most boxes go round without the shared pool's lock, whose cache line the two loops would otherwise
 /// pass back and forth several times per statement. A thread whose own boxes run out rents from the
-/// shared pool; one whose own are full recycles into it.
+/// shared pool; one whose own are full recycles into it. A thread that ends leaves its boxes to the
+/// collector (the loops, and the thread pool's threads, live as long as the edge).
 /// </remarks>
 internal sealed class PooledValueTaskBox<TResult, TStateMachine> : PooledValueTaskBox<TResult>
     where TStateMachine : IAsyncStateMachine

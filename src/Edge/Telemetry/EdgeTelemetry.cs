@@ -13,8 +13,9 @@ namespace MProxy.Edge.Telemetry;
 /// </summary>
 /// <remarks>
 /// Nothing here allocates per query: histograms are recorded with label strings that already exist
-/// (through the instruments' fixed-arity overloads, cheaper than a <see cref="TagList"/>), counters are interlocked fields of a cell resolved at login, and a
-/// span is created only when a trace listener samples the unit.
+/// (through the instruments' fixed-arity overloads, cheaper than a <see cref="TagList"/>), counters
+/// are interlocked fields of a cell resolved at login, and a span is created only when a trace
+/// listener samples the unit.
 /// </remarks>
 internal sealed class EdgeTelemetry : IDisposable
 {

@@ -207,8 +207,8 @@ internal sealed class UnitTelemetry : IDisposable
             toServer = _bytesToServer;
         }
         var seconds = _edge.Time.GetElapsedTime(startedAt).TotalSeconds;
-        // The fixed-arity overloads: a TagList is eight tags wide, and building and passing one cost
-        // more than the rest of the recording.
+        // The fixed-arity overloads: a TagList is eight tags wide, and building and copying two of
+        // them cost about 30 ns per unit (bench/StatementPath).
         _edge.QueryDuration.Record(seconds,
             new KeyValuePair<string, object?>("database", Database),
             new KeyValuePair<string, object?>("type", TypeLabels[(int)type]),
