@@ -26,7 +26,10 @@ internal static class ConfigView
         Add("shutdownTimeoutMs", config.ShutdownTimeout);
         Add("network.transport", config.Network.Transport == NetworkTransport.Epoll ? "epoll" : "sockets");
         if (config.Network.Transport == NetworkTransport.Epoll)
+        {
             Add("network.epollLoops", config.Network.EpollLoops);
+            Add("network.epollParking", config.Network.EpollParking);
+        }
         Add("auth.method", config.Auth.Method switch { AuthMethod.ScramSha256 => "scram-sha-256", AuthMethod.Md5 => "md5", _ => "trust" });
         for (var i = 0; i < config.Users.Count; i++)
         {

@@ -25,4 +25,7 @@ public sealed record CommandLineOverrides
 
     /// <summary>Event-loop threads of the epoll transport (<c>network.epollLoops</c>).</summary>
     public int? EpollLoops { get; init; }
+
+    /// <summary>Whether loops beyond the first park while the first keeps up (<c>network.epollParking</c>).</summary>
+    public bool? EpollParking { get; init; }
 }

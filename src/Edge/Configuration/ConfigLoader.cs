@@ -75,6 +75,8 @@ public static class ConfigLoader
             (raw.Network ??= new()).Transport = o.Transport;
         if (o.EpollLoops is not null)
             (raw.Network ??= new()).EpollLoops = o.EpollLoops;
+        if (o.EpollParking is not null)
+            (raw.Network ??= new()).EpollParking = o.EpollParking;
         if (o.Primary is not null)
         {
             var url = ParsePostgresUrl("--primary", o.Primary);
@@ -102,7 +104,7 @@ public static class ConfigLoader
         };
         if (transport == NetworkTransport.Epoll && !Networking.Epoll.EpollNative.IsSupported)
             throw new ConfigException("network.transport", "'epoll' needs Linux on x86-64 or arm64; use 'sockets' here");
-        return new NetworkConfig(transport, Range("network.epollLoops", raw?.EpollLoops ?? Math.Min(Environment.ProcessorCount, 64), 1, 64));
+        return new NetworkConfig(transport, Range("network.epollLoops", raw?.EpollLoops ?? Math.Min(Environment.ProcessorCount, 64), 1, 64), raw?.EpollParking ?? true);
     }
 
     internal static EdgeConfig Validate(RawConfig raw)

@@ -90,7 +90,8 @@ public enum NetworkTransport
 /// <summary><c>network:</c> — how database connections (clients' and servers') are read and written.</summary>
 /// <param name="Transport"><c>epoll</c> (the edge's own PgBouncer-style event loops; the file's default on Linux x86-64/arm64) or <c>sockets</c> (the runtime's socket engine; the default elsewhere, and of a configuration built in code).</param>
 /// <param name="EpollLoops">Event-loop threads of the epoll transport (the file's default: one per core); connections are spread over them in turn.</param>
-public sealed record NetworkConfig(NetworkTransport Transport = NetworkTransport.Sockets, int EpollLoops = 1);
+/// <param name="EpollParking">Whether the loops beyond the first park while the first can serve their sockets too (the file's default: yes; see <c>EpollLoopParking</c>).</param>
+public sealed record NetworkConfig(NetworkTransport Transport = NetworkTransport.Sockets, int EpollLoops = 1, bool EpollParking = true);
 
 /// <param name="MaxConnections">Client connections the edge accepts at once.</param>
 /// <param name="MaxMessageBytes">Largest message a client may send.</param>

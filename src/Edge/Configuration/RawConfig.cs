@@ -26,6 +26,7 @@ internal sealed class RawNetwork
 {
     public string? Transport { get; set; }
     public int? EpollLoops { get; set; }
+    public bool? EpollParking { get; set; }
 }
 
 internal sealed class RawPolicy

@@ -20,11 +20,12 @@ public static class EdgeCommandLine
         var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert (tls.key)" };
         var transport = new Option<string?>("--transport") { Description = "epoll (default on Linux: the edge's own event loops) or sockets (the runtime's socket engine) for database connections (network.transport)" };
         var epollLoops = new Option<int?>("--epoll-loops") { Description = "event-loop threads of the epoll transport (network.epollLoops, default: one per core)" };
+        var epollParking = new Option<bool?>("--epoll-parking") { Description = "true (default) or false: loops beyond the first park while the first keeps up (network.epollParking)" };
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Trace, Debug, Information (default), Warning, Error", DefaultValueFactory = _ => LogLevel.Information };
 
         var root = new RootCommand("mproxy: a database proxy that pools connections and enforces per-tenant resource budgets")
         {
-            configFile, listen, adminListen, primary, poolSize, poolMode, auth, tlsCert, tlsKey, transport, epollLoops, logLevel,
+            configFile, listen, adminListen, primary, poolSize, poolMode, auth, tlsCert, tlsKey, transport, epollLoops, epollParking, logLevel,
         };
         root.SetAction(async (parse, cancellationToken) =>
         {
@@ -42,6 +43,7 @@ public static class EdgeCommandLine
                 TlsKey = parse.GetValue(tlsKey),
                 Transport = parse.GetValue(transport),
                 EpollLoops = parse.GetValue(epollLoops),
+                EpollParking = parse.GetValue(epollParking),
             };
             try
             {

@@ -57,7 +57,7 @@ public static class EdgeHost
         services.AddSingleton(time ?? TimeProvider.System);
         services.AddSingleton(new ConfigStore(config));
         services.AddSingleton<ClientRegistry>();
-        var epoll = config.Network.Transport == NetworkTransport.Epoll ? new Networking.Epoll.EpollTransport(config.Network.EpollLoops) : null;
+        var epoll = config.Network.Transport == NetworkTransport.Epoll ? new Networking.Epoll.EpollTransport(config.Network.EpollLoops, config.Network.EpollParking) : null;
         if (epoll is null)
         {
             services.AddSingleton<INetworkConnector, SocketNetworkConnector>();

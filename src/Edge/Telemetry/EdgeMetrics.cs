@@ -20,7 +20,8 @@ internal sealed class EdgeMetrics
     private readonly QosGate? _qos;
     private readonly PolicyClient? _policy;
 
-    public EdgeMetrics(EdgeTelemetry telemetry, ClientRegistry clients, ConfigStore config, IEdgeInventory inventory, QosGate? qos = null, PolicyClient? policy = null)
+    public EdgeMetrics(EdgeTelemetry telemetry, ClientRegistry clients, ConfigStore config, IEdgeInventory inventory, QosGate? qos = null, PolicyClient? policy = null,
+        Networking.Epoll.EpollTransport? epoll = null)
     {
         _telemetry = telemetry;
         _inventory = inventory;
@@ -33,6 +34,16 @@ internal sealed class EdgeMetrics
             description: "Always 1; the version label says which mproxy this is.");
         m.CreateObservableGauge("mproxy.clients.connected", () => clients.Count, "{client}", "Client connections registered (logged in, or logging in).");
         m.CreateObservableGauge("mproxy.clients.max", () => config.Current.Clients.MaxConnections, "{client}", "clients.maxConnections: client connections accepted at once.");
+
+        if (epoll is not null)
+        {
+            m.CreateObservableGauge("mproxy.epoll.loops", () => epoll.Loops, "{loop}", "network.epollLoops: event loops of the epoll transport.");
+            m.CreateObservableGauge("mproxy.epoll.loops_serving", () => epoll.LoopsServing, "{loop}", "Event loops whose own threads serve their sockets (the others are parked: the first loop serves theirs).");
+            m.CreateObservableCounter("mproxy.epoll.parks", () => epoll.Parking.Parks, "{park}", "Times a loop parked (network.epollParking).");
+            m.CreateObservableCounter("mproxy.epoll.unparks", () => epoll.Parking.Unparks, "{park}", "Times a parked loop came back.");
+            m.CreateObservableGauge("mproxy.epoll.sleeps_per_event", () => LoopSleeps(epoll), "{sleep}",
+                "Per serving loop, its thread's voluntary context switches per epoll event over its last window (what parking decides on; absent for a parked loop or before a window with events).");
+        }
 
         m.CreateObservableCounter("mproxy.queries", Queries, "{query}",
             "Request units sent to servers, by database, tenant, type (read, write; unknown when neither QoS nor routing classifies) and destination (primary, replica).");
@@ -300,5 +311,15 @@ internal sealed class EdgeMetrics
         foreach (var tenant in gate.GetTenants())
             if (_policy.TryGetAllowance(tenant.Name, out var allowance) && double.IsFinite(allowance.RuPerSecond))
                 yield return new(allowance.RuPerSecond, Tag("tenant", tenant.Name));
+    }
+
+    private static IEnumerable<Measurement<double>> LoopSleeps(Networking.Epoll.EpollTransport epoll)
+    {
+        foreach (var loop in epoll.EventLoops)
+        {
+            var ratio = loop.SleepsPerEvent;
+            if (double.IsFinite(ratio))
+                yield return new Measurement<double>(ratio, new KeyValuePair<string, object?>("loop", loop.Index));
+        }
     }
 }

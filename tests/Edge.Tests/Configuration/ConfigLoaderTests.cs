@@ -78,6 +78,21 @@ public sealed class ConfigLoaderTests
             EpollLoops = 3,
         });
         Assert.Equal(new NetworkConfig(NetworkTransport.Epoll, 3), fromCommandLine.Network);
+        Assert.True(fromCommandLine.Network.EpollParking); // on unless turned off
+    }
+
+    [Fact]
+    public void Load_EpollParking_TurnedOffInTheFileOrOnTheCommandLine()
+    {
+        Assert.False(ConfigLoader.LoadYaml("network: { transport: epoll, epollParking: false }\n" + Minimal).Network.EpollParking);
+        var fromCommandLine = ConfigLoader.Load(new CommandLineOverrides
+        {
+            Primary = "postgres://bob:pw@db:5432/shop",
+            Transport = "epoll",
+            EpollParking = false,
+        });
+        Assert.False(fromCommandLine.Network.EpollParking);
+        Assert.Throws<ConfigException>(() => ConfigLoader.LoadYaml("network: { epollParking: sometimes }\n" + Minimal));
     }
 
     [Fact]

@@ -8,11 +8,19 @@ namespace MProxy.Edge.Networking.Epoll;
 /// connections' sockets and hands each event to the connection, whose waiting read or flush then
 /// completes — and its continuation runs — on this thread (as PgBouncer's single loop runs
 /// everything). Sockets are registered once (in, out, peer hang-up; edge-triggered), so a read or a
-/// flush costs no epoll_ctl. A connection is closed on this thread, after the batch of events that
-/// may still name it, so an event never reaches a closed (or reused) descriptor. A database
-/// listener's socket can be in the set too (<see cref="EpollAcceptor"/>): its clients are accepted,
-/// and their sessions started, on this thread.
+/// flush costs no epoll_ctl. A connection is closed on the thread serving its set, after the batch of
+/// events that may still name it, so an event never reaches a closed (or reused) descriptor. A
+/// database listener's socket can be in the set too (<see cref="EpollAcceptor"/>): its clients are
+/// accepted, and their sessions started, on this thread.
 /// </summary>
+/// <remarks>
+/// A loop other than the transport's first can <b>park</b> (<see cref="EpollLoopParking"/>): its set
+/// goes into the first loop's set (nested, level-triggered), its thread blocks, and the first loop's
+/// thread serves its events and closes its connections, until the first loop brings it back. One
+/// thread serves a set at a time: a loop parks between its batches, after which only the first loop
+/// touches its set, and the first loop brings it back between its own batches, after taking the set
+/// out of its own.
+/// </remarks>
 internal sealed unsafe class EpollLoop : IDisposable
 {
     private const int MaxEvents = 256;
@@ -22,12 +30,34 @@ internal sealed unsafe class EpollLoop : IDisposable
     private readonly int _wake;
     private readonly ConcurrentQueue<IEpollRegistration> _closing = new();
     private readonly Thread _thread;
+    private readonly EpollLoop? _first;          // the loop that serves this one's set while it is parked (null: this is the first)
+    private readonly EpollLoopParking _parking;
+    private readonly GCHandle _handle;           // this loop's token in the first loop's set while parked
+    private readonly object _parkGate = new();   // Monitor: a parked thread waits on it
+    private readonly List<EpollLoop> _guests = [];   // first loop only: the loops parked in its set, last parked last (under _parkGate)
+    private bool _parked;                        // under _parkGate
+    private volatile bool _parkRequested;        // RequestPark: park after the current batch
+    private volatile bool _unparkRequested;      // RequestUnpark (first loop): bring the last parked loop back after the current batch
     private volatile bool _stopping;
     private volatile bool _stopped;
 
-    public EpollLoop(string name, int index)
+    // The serving thread's window (see EpollLoopParking), touched by that thread only, and what it published.
+    private long _windowStart;
+    private long _windowEvents;
+    private long _windowSwitches;
+    private double _sleepsPerEvent = double.PositiveInfinity;
+    private long _publishedAt = long.MinValue / 2;
+
+    /// <param name="name">The thread's name.</param>
+    /// <param name="index">The loop's place in its transport.</param>
+    /// <param name="first">The transport's first loop, which serves this one's set while it is parked (null: this is the first).</param>
+    /// <param name="parking">The transport's parking policy (null: parking off; <see cref="RequestPark"/> still works).</param>
+    public EpollLoop(string name, int index, EpollLoop? first = null, EpollLoopParking? parking = null)
     {
         Index = index;
+        _first = first;
+        _parking = parking ?? new EpollLoopParking(enabled: false);
+        _handle = GCHandle.Alloc(this, GCHandleType.Normal);
         _epoll = EpollNative.epoll_create1(0);
         if (_epoll < 0)
             throw new IOException("epoll_create1 failed: errno " + Marshal.GetLastPInvokeError());
@@ -44,6 +74,19 @@ internal sealed unsafe class EpollLoop : IDisposable
 
     /// <summary>The loop's place in its transport (what <see cref="EpollTransport.LoopOf"/> answers for its connections).</summary>
     public int Index { get; }
+
+    /// <summary>Whether the loop is parked: its set is served by the first loop's thread.</summary>
+    public bool Parked
+    {
+        get
+        {
+            lock (_parkGate)
+                return _parked;
+        }
+    }
+
+    /// <summary>Sleeps per event of the serving thread's last window (infinite: none yet, or no events; NaN while parked).</summary>
+    public double SleepsPerEvent => Parked ? double.NaN : Volatile.Read(ref _sleepsPerEvent);
 
     /// <summary>Adds a connection's socket to the set; its events go to <paramref name="token"/>'s connection.</summary>
     public void Register(int fd, nint token)
@@ -71,6 +114,8 @@ internal sealed unsafe class EpollLoop : IDisposable
             return;
         _stopping = true;
         Wake();
+        lock (_parkGate)
+            Monitor.PulseAll(_parkGate);
         if (Thread.CurrentThread != _thread)
             _thread.Join(TimeSpan.FromSeconds(5));
     }
@@ -93,8 +138,12 @@ internal sealed unsafe class EpollLoop : IDisposable
     private void Run()
     {
         var events = stackalloc byte[MaxEvents * 16];
+        var guestEvents = stackalloc byte[MaxEvents * 16];   // the first loop serves parked loops' sets into it
+        StartWindow(Environment.TickCount64);
         while (!_stopping)
         {
+            if (WaitWhileParked())
+                continue;
             var n = EpollNative.epoll_wait(_epoll, events, MaxEvents, -1);
             if (n < 0)
             {
@@ -102,35 +151,198 @@ internal sealed unsafe class EpollLoop : IDisposable
                     continue;
                 Environment.FailFast("mproxy: epoll_wait failed: errno " + Marshal.GetLastPInvokeError());
             }
-            for (var i = 0; i < n; i++)
-            {
-                var (flags, data) = EpollNative.GetEvent(events, i);
-                if (data == WakeToken)
-                {
-                    ulong count;
-                    EpollNative.read(_wake, &count, sizeof(ulong));
-                    continue;
-                }
-                var target = GCHandle.FromIntPtr((nint)data).Target;
-                if (target is not EpollConnection connection)
-                {
-                    (target as EpollAcceptor)?.OnAcceptable();
-                    continue;
-                }
-                try
-                {
-                    connection.OnEvents(flags);
-                }
-                catch (Exception e)
-                {
-                    // A continuation that ran inline threw: that connection's problem, never the loop's.
-                    connection.OnLoopFault(e);
-                }
-            }
+            _windowEvents += n;
+            Dispatch(events, n, guestEvents);
             DrainClosing();
+            if (_parkRequested || _unparkRequested)
+                OnRequests();
+            else
+                EndWindowIfDue();
         }
         _stopped = true;
         DrainClosing();
+    }
+
+    /// <summary>Hands a batch of this set's events to their connections, listeners and (first loop only) parked loops.</summary>
+    private void Dispatch(byte* events, int n, byte* guestEvents)
+    {
+        for (var i = 0; i < n; i++)
+        {
+            var (flags, data) = EpollNative.GetEvent(events, i);
+            if (data == WakeToken)
+            {
+                ulong count;
+                EpollNative.read(_wake, &count, sizeof(ulong));
+                continue;
+            }
+            switch (GCHandle.FromIntPtr((nint)data).Target)
+            {
+                case EpollConnection connection:
+                    try
+                    {
+                        connection.OnEvents(flags);
+                    }
+                    catch (Exception e)
+                    {
+                        // A continuation that ran inline threw: that connection's problem, never the loop's.
+                        connection.OnLoopFault(e);
+                    }
+                    break;
+                case EpollAcceptor acceptor:
+                    acceptor.OnAcceptable();
+                    break;
+                case EpollLoop guest:
+                    _windowEvents += guest.ServeParked(guestEvents);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>On the first loop's thread, while this loop is parked: one batch of its set's ready events, then its closings.</summary>
+    private int ServeParked(byte* events)
+    {
+        var n = EpollNative.epoll_wait(_epoll, events, MaxEvents, 0);
+        if (n <= 0)
+            return 0; // nothing left (another pass took it), or interrupted: the level-triggered entry reports the set again
+        Dispatch(events, n, null);
+        DrainClosing();
+        return n;
+    }
+
+    private void StartWindow(long now)
+    {
+        _windowStart = now;
+        _windowEvents = 0;
+        _windowSwitches = EpollNative.ThreadVoluntarySwitches();
+    }
+
+    /// <summary>After a batch: once a window has passed, publish its sleeps per event, and (parking on) park or bring a parked loop back.</summary>
+    private void EndWindowIfDue()
+    {
+        var now = Environment.TickCount64;
+        if (now - _windowStart < EpollLoopParking.WindowMs)
+            return;
+        var ratio = EpollLoopParking.SleepsPerEvent(EpollNative.ThreadVoluntarySwitches() - _windowSwitches, _windowEvents);
+        var events = _windowEvents;
+        Volatile.Write(ref _sleepsPerEvent, ratio);
+        Volatile.Write(ref _publishedAt, now);
+        if (_parking.Enabled)
+            Decide(ratio, events, now);
+        StartWindow(Environment.TickCount64);
+    }
+
+    /// <summary>A loop with time to spare parks if the first has time too; the first, serving parked loops' sets without sleeping, brings one back.</summary>
+    private void Decide(double ratio, long events, long now)
+    {
+        if (_first is not null)
+        {
+            if (EpollLoopParking.ShouldPark(ratio, _first.SleepsPerEventAt(now)) && _parking.TryClaimChange(now, park: true))
+                Park();
+        }
+        else if (EpollLoopParking.ShouldUnpark(ratio, events) && HasGuests() && _parking.TryClaimChange(now, park: false))
+        {
+            UnparkLast();
+        }
+    }
+
+    /// <summary>What another loop reads of this one: its last window's sleeps per event, or infinite when that is old (an idle loop publishes nothing while it sleeps).</summary>
+    private double SleepsPerEventAt(long now) =>
+        now - Volatile.Read(ref _publishedAt) > 2 * EpollLoopParking.WindowMs ? double.PositiveInfinity : Volatile.Read(ref _sleepsPerEvent);
+
+    /// <summary>Parks this loop after its current batch, whatever the policy says (a test's, or an operator's, way in).</summary>
+    internal void RequestPark()
+    {
+        if (_first is null)
+            throw new InvalidOperationException("the first loop never parks");
+        _parkRequested = true;
+        Wake();
+    }
+
+    /// <summary>On the first loop: brings the loop parked last back after the current batch, whatever the policy says.</summary>
+    internal void RequestUnpark()
+    {
+        if (_first is not null)
+            throw new InvalidOperationException("only the first loop serves parked loops");
+        _unparkRequested = true;
+        Wake();
+    }
+
+    private void OnRequests()
+    {
+        if (_parkRequested)
+        {
+            _parkRequested = false;
+            Park();
+        }
+        if (_unparkRequested)
+        {
+            _unparkRequested = false;
+            UnparkLast();
+        }
+    }
+
+    /// <summary>On this loop's thread, between batches: its set goes into the first loop's, which serves it from now on.</summary>
+    private void Park()
+    {
+        lock (_parkGate)
+            _parked = true;
+        _first!.AddGuest(this);
+    }
+
+    /// <summary>On the first loop's thread, between its batches: the loop parked last comes back (false: none is parked).</summary>
+    private bool UnparkLast()
+    {
+        EpollLoop guest;
+        lock (_parkGate)
+        {
+            if (_guests.Count == 0)
+                return false;
+            guest = _guests[^1];
+            _guests.RemoveAt(_guests.Count - 1);
+        }
+        // Between this thread's batches: no event of the guest's set is in hand.
+        EpollNative.epoll_ctl(_epoll, EpollNative.EpollCtlDel, guest._epoll, null);
+        lock (guest._parkGate)
+        {
+            guest._parked = false;
+            Monitor.PulseAll(guest._parkGate);
+        }
+        return true;
+    }
+
+    private bool HasGuests()
+    {
+        lock (_parkGate)
+            return _guests.Count > 0;
+    }
+
+    /// <summary>On the guest's thread: its set joins this (first) loop's; in the list only once it is in the set, so that bringing it back always finds it there.</summary>
+    private void AddGuest(EpollLoop guest)
+    {
+        var ev = stackalloc byte[16];
+        // Level-triggered: while the guest's set has ready events the first loop hears of it again.
+        EpollNative.SetEvent(ev, EpollNative.EpollIn, (ulong)GCHandle.ToIntPtr(guest._handle));
+        lock (_parkGate)
+        {
+            if (EpollNative.epoll_ctl(_epoll, EpollNative.EpollCtlAdd, guest._epoll, ev) != 0)
+                Environment.FailFast("mproxy: epoll_ctl(ADD) of a parked loop's set failed: errno " + Marshal.GetLastPInvokeError());
+            _guests.Add(guest);
+        }
+    }
+
+    /// <summary>While parked, blocks until brought back or stopped; true when it blocked (the caller looks at stopping again).</summary>
+    private bool WaitWhileParked()
+    {
+        lock (_parkGate)
+        {
+            if (!_parked)
+                return false;
+            while (_parked && !_stopping)
+                Monitor.Wait(_parkGate);
+        }
+        // Back (or stopping): a new window, not one that counts the parked time's single sleep.
+        StartWindow(Environment.TickCount64);
+        return true;
     }
 }
 

@@ -63,6 +63,17 @@ internal static unsafe partial class EpollNative
     [LibraryImport("libc", SetLastError = true)]
     public static partial nint read(int fd, void* buffer, nint length);
 
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int getrusage(int who, void* usage);
+
+    /// <summary>The calling thread's voluntary context switches so far (<c>ru_nvcsw</c> of <c>getrusage(RUSAGE_THREAD)</c>; 64-bit layout).</summary>
+    public static long ThreadVoluntarySwitches()
+    {
+        const int RusageThread = 1, Size = 144, NvcswOffset = 128;
+        var usage = stackalloc byte[Size];
+        return getrusage(RusageThread, usage) == 0 ? *(long*)(usage + NvcswOffset) : 0;
+    }
+
     /// <summary>Writes one epoll_event at <paramref name="slot"/> in the layout of this platform.</summary>
     public static void SetEvent(void* slot, uint events, ulong data)
     {

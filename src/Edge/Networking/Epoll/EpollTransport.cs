@@ -8,28 +8,49 @@ namespace MProxy.Edge.Networking.Epoll;
 
 /// <summary>
 /// The edge's own transport for database connections (<c>network.transport: epoll</c>): a fixed
-/// set of <see cref="EpollLoop"/> threads, connections spread over them in turn. Linux only.
+/// set of <see cref="EpollLoop"/> threads, connections spread over them in turn; with parking on,
+/// the loops beyond the first park while the first can serve their sets
+/// too (<see cref="EpollLoopParking"/>). Linux only.
 /// </summary>
 internal sealed class EpollTransport : IDisposable
 {
     private readonly EpollLoop[] _loops;
     private int _next;
 
-    public EpollTransport(int loops)
+    public EpollTransport(int loops, bool parking = false)
     {
         if (!EpollNative.IsSupported)
             throw new PlatformNotSupportedException("the epoll transport needs Linux on x86-64 or arm64");
+        Parking = new EpollLoopParking(parking && loops > 1);
         _loops = new EpollLoop[Math.Max(1, loops)];
         for (var i = 0; i < _loops.Length; i++)
-            _loops[i] = new EpollLoop($"mproxy epoll {i}", i);
+            _loops[i] = new EpollLoop($"mproxy epoll {i}", i, i == 0 ? null : _loops[0], Parking);
     }
 
     public int Loops => _loops.Length;
 
+    /// <summary>The parking policy and its counts.</summary>
+    public EpollLoopParking Parking { get; }
+
+    /// <summary>The loops by index (parking and its metrics, tests).</summary>
+    internal IReadOnlyList<EpollLoop> EventLoops => _loops;
+
+    /// <summary>Loops whose own threads serve their sets now (the others are parked).</summary>
+    public int LoopsServing
+    {
+        get
+        {
+            var serving = 0;
+            foreach (var loop in _loops)
+                serving += loop.Parked ? 0 : 1;
+            return serving;
+        }
+    }
+
     /// <summary>The loop whose thread completes <paramref name="connection"/>'s reads and flushes (-1: not a connection of the epoll transport).</summary>
     public static int LoopOf(ConnectionContext connection) => connection is EpollConnection epoll ? epoll.LoopIndex : -1;
 
-    /// <summary>Stops the loops (when the host stops, after the pools closed their connections).</summary>
+    /// <summary>Stops the loops (when the host stops, after the pools closed their connections): the first before the others, so that no parked loop's set is served after its own loop stopped.</summary>
     public void Dispose()
     {
         foreach (var loop in _loops)
