@@ -45,6 +45,7 @@ internal sealed unsafe class EpollLoop : IDisposable
     private long _windowStart;
     private long _windowEvents;
     private long _windowSwitches;
+    private int _streak;                         // consecutive windows for the pending decision (park, or bring one back)
     private double _sleepsPerEvent = double.PositiveInfinity;
     private long _publishedAt = long.MinValue / 2;
 
@@ -236,12 +237,18 @@ internal sealed unsafe class EpollLoop : IDisposable
     {
         if (_first is not null)
         {
-            if (EpollLoopParking.ShouldPark(ratio, _first.SleepsPerEventAt(now)) && _parking.TryClaimChange(now, park: true))
+            _streak = EpollLoopParking.ShouldPark(ratio, _first.SleepsPerEventAt(now)) ? _streak + 1 : 0;
+            if (_streak >= EpollLoopParking.ParkAfterWindows && _parking.TryClaimChange(now, park: true))
                 Park();
         }
-        else if (EpollLoopParking.ShouldUnpark(ratio, events) && HasGuests() && _parking.TryClaimChange(now, park: false))
+        else if (HasGuests())
         {
-            UnparkLast();
+            _streak = EpollLoopParking.ShouldUnpark(ratio, events) ? _streak + 1 : 0;
+            if (_streak >= EpollLoopParking.UnparkAfterWindows && _parking.TryClaimChange(now, park: false))
+            {
+                _streak = 0;
+                UnparkLast();
+            }
         }
     }
 
@@ -284,6 +291,7 @@ internal sealed unsafe class EpollLoop : IDisposable
     /// <summary>On this loop's thread, between batches: its set goes into the first loop's, which serves it from now on.</summary>
     private void Park()
     {
+        _streak = 0;
         lock (_parkGate)
             _parked = true;
         _first!.AddGuest(this);
