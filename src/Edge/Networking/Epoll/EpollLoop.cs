@@ -256,7 +256,7 @@ internal sealed unsafe class EpollLoop : IDisposable
     private double SleepsPerEventAt(long now) =>
         now - Volatile.Read(ref _publishedAt) > 2 * EpollLoopParking.WindowMs ? double.PositiveInfinity : Volatile.Read(ref _sleepsPerEvent);
 
-    /// <summary>Parks this loop after its current batch, whatever the policy says (a test's, or an operator's, way in).</summary>
+    /// <summary>Parks this loop after its current batch, whatever the policy says (the tests' way in).</summary>
     internal void RequestPark()
     {
         if (_first is null)
@@ -297,14 +297,14 @@ internal sealed unsafe class EpollLoop : IDisposable
         _first!.AddGuest(this);
     }
 
-    /// <summary>On the first loop's thread, between its batches: the loop parked last comes back (false: none is parked).</summary>
-    private bool UnparkLast()
+    /// <summary>On the first loop's thread, between its batches: the loop parked last (if any) comes back.</summary>
+    private void UnparkLast()
     {
         EpollLoop guest;
         lock (_parkGate)
         {
             if (_guests.Count == 0)
-                return false;
+                return;
             guest = _guests[^1];
             _guests.RemoveAt(_guests.Count - 1);
         }
@@ -315,7 +315,6 @@ internal sealed unsafe class EpollLoop : IDisposable
             guest._parked = false;
             Monitor.PulseAll(guest._parkGate);
         }
-        return true;
     }
 
     private bool HasGuests()
