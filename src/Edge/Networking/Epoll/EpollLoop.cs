@@ -35,7 +35,7 @@ internal sealed unsafe class EpollLoop : IDisposable
     private readonly GCHandle _handle;           // this loop's token in the first loop's set while parked
     private readonly object _parkGate = new();   // Monitor: a parked thread waits on it
     private readonly List<EpollLoop> _guests = [];   // first loop only: the loops parked in its set, last parked last (under _parkGate)
-    private bool _parked;                        // under _parkGate
+    private volatile bool _parked;               // written under _parkGate; read without it on the loop's own path
     private volatile bool _parkRequested;        // RequestPark: park after the current batch
     private volatile bool _unparkRequested;      // RequestUnpark (first loop): bring the last parked loop back after the current batch
     private volatile bool _stopping;
@@ -77,14 +77,7 @@ internal sealed unsafe class EpollLoop : IDisposable
     public int Index { get; }
 
     /// <summary>Whether the loop is parked: its set is served by the first loop's thread.</summary>
-    public bool Parked
-    {
-        get
-        {
-            lock (_parkGate)
-                return _parked;
-        }
-    }
+    public bool Parked => _parked;
 
     /// <summary>Sleeps per event of the serving thread's last window (infinite: none yet, or no events; NaN while parked).</summary>
     public double SleepsPerEvent => Parked ? double.NaN : Volatile.Read(ref _sleepsPerEvent);
@@ -340,6 +333,8 @@ internal sealed unsafe class EpollLoop : IDisposable
     /// <summary>While parked, blocks until brought back or stopped; true when it blocked (the caller looks at stopping again).</summary>
     private bool WaitWhileParked()
     {
+        if (!_parked)
+            return false; // every batch passes here: no lock when serving (only this thread sets it)
         lock (_parkGate)
         {
             if (!_parked)
