@@ -118,10 +118,13 @@ public sealed class EpollLoopParkingTests : IAsyncDisposable
         loop.RequestPark();
         await WaitUntilAsync(() => loop.Parked, "the loop parked");
 
+        var pending = edge.Transport.Input.ReadAsync(Token).AsTask();
         await edge.DisposeAsync();
+        // Only the first loop's thread can end the waiting read now (the hang-up's edge, or the close).
+        Assert.True((await pending.WaitAsync(Patience, Token)).IsCompleted);
         var buffer = new byte[16];
         var n = await peer.ReceiveAsync(buffer, SocketFlags.None, Token).AsTask().WaitAsync(Patience, Token);
-        Assert.Equal(0, n); // the socket was closed: the peer sees the end of the stream
+        Assert.Equal(0, n); // the peer sees the end of the stream
     }
 
     [Fact]
