@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using MProxy.Edge.Networking.Epoll;
+using MProxy.TestSupport;
 
 namespace MProxy.Edge.Tests.Networking;
 
@@ -47,16 +48,6 @@ public sealed class EpollLoopParkingTests : IAsyncDisposable
         return (edge, peer);
     }
 
-    private static async Task WaitUntilAsync(Func<bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + Patience;
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "timed out waiting until " + what);
-            await Task.Delay(10, Token);
-        }
-    }
-
     /// <summary>Waits for the next read with its continuation run inline, and answers which thread completed it.</summary>
     private static async Task<(string Text, string? Thread)> ReadOnceAsync(EpollConnection edge)
     {
@@ -77,7 +68,7 @@ public sealed class EpollLoopParkingTests : IAsyncDisposable
 
         var read = ReadOnceAsync(edge); // waiting in the loop's set before it parks: the wait carries over
         loop.RequestPark();
-        await WaitUntilAsync(() => loop.Parked, "the loop parked");
+        await Poll.UntilAsync(() => loop.Parked, "the loop parked");
         Assert.Equal(1, transport.LoopsServing);
         await peer.SendAsync("parked"u8.ToArray(), SocketFlags.None, Token);
         var (text, thread) = await read.WaitAsync(Patience, Token);
@@ -100,7 +91,7 @@ public sealed class EpollLoopParkingTests : IAsyncDisposable
         Assert.Equal(payload, received);
 
         transport.EventLoops[0].RequestUnpark();
-        await WaitUntilAsync(() => !loop.Parked, "the loop came back");
+        await Poll.UntilAsync(() => !loop.Parked, "the loop came back");
         Assert.Equal(2, transport.LoopsServing);
         read = ReadOnceAsync(edge);
         await peer.SendAsync("back"u8.ToArray(), SocketFlags.None, Token);
@@ -116,7 +107,7 @@ public sealed class EpollLoopParkingTests : IAsyncDisposable
         var (edge, peer) = await ConnectAsync(transport);
         var loop = transport.EventLoops[edge.LoopIndex];
         loop.RequestPark();
-        await WaitUntilAsync(() => loop.Parked, "the loop parked");
+        await Poll.UntilAsync(() => loop.Parked, "the loop parked");
 
         var pending = edge.Transport.Input.ReadAsync(Token).AsTask();
         await edge.DisposeAsync();
@@ -134,7 +125,7 @@ public sealed class EpollLoopParkingTests : IAsyncDisposable
         var (edge, _) = await ConnectAsync(transport);
         var loop = transport.EventLoops[edge.LoopIndex];
         loop.RequestPark();
-        await WaitUntilAsync(() => loop.Parked, "the loop parked");
+        await Poll.UntilAsync(() => loop.Parked, "the loop parked");
 
         var pending = edge.Transport.Input.ReadAsync(Token).AsTask();
         var disposing = Task.Run(transport.Dispose, Token);

@@ -52,12 +52,12 @@ internal sealed unsafe class EpollLoop : IDisposable
     /// <param name="name">The thread's name.</param>
     /// <param name="index">The loop's place in its transport.</param>
     /// <param name="first">The transport's first loop, which serves this one's set while it is parked (null: this is the first).</param>
-    /// <param name="parking">The transport's parking policy (null: parking off; <see cref="RequestPark"/> still works).</param>
-    public EpollLoop(string name, int index, EpollLoop? first = null, EpollLoopParking? parking = null)
+    /// <param name="parking">The transport's parking policy (when off, <see cref="RequestPark"/> still works).</param>
+    public EpollLoop(string name, int index, EpollLoop? first, EpollLoopParking parking)
     {
         Index = index;
         _first = first;
-        _parking = parking ?? new EpollLoopParking(enabled: false);
+        _parking = parking;
         _handle = GCHandle.Alloc(this, GCHandleType.Normal);
         _epoll = EpollNative.epoll_create1(0);
         if (_epoll < 0)

@@ -19,10 +19,9 @@ namespace MProxy.Edge.Networking.Epoll;
 /// of its thread (<c>getrusage(RUSAGE_THREAD)</c>, read once per window) divided by the epoll events
 /// it handled. A loop that sleeps often has time to spare; one that almost never sleeps is
 /// saturated. A loop parks when it and the first loop both have had time to spare for a second; the
-/// first loop, while it serves parked loops' sets, brings one back when it has not slept for half a
-/// second (one sleep in more than 80 events). Between the two thresholds
-/// the mode stays as it is, and after any change the transport keeps its mode for
-/// <see cref="DwellMs"/>, so that the loops do not flap.
+/// first loop, while it serves parked loops' sets, brings one back when it has slept less than once
+/// per 83 events for half a second. Between the two thresholds the mode stays as it is, and after
+/// any change the transport keeps its mode for <see cref="DwellMs"/>, so that the loops do not flap.
 /// </para>
 /// </remarks>
 internal sealed class EpollLoopParking(bool enabled)
