@@ -51,16 +51,27 @@ internal static unsafe partial class EpollNative
     [LibraryImport("libc", SetLastError = true)]
     public static partial int eventfd(uint initval, int flags);
 
-    [LibraryImport("libc", SetLastError = true)]
+    // recv and send on the transport's non-blocking sockets, and read and write on its non-blocking
+    // eventfds, never wait: they skip the runtime's GC transition (and the saving and restoring of
+    // the last P/Invoke error around it), a part of each relayed message's user time. On failure
+    // their caller reads errno at once with Marshal.GetLastSystemError. A loopback send does the
+    // receiver's TCP work before it returns (microseconds): a GC that starts meanwhile waits that long
+    // for this thread.
+
+    [LibraryImport("libc")]
+    [SuppressGCTransition]
     public static partial nint recv(int fd, byte* buffer, nint length, int flags);
 
-    [LibraryImport("libc", SetLastError = true)]
+    [LibraryImport("libc")]
+    [SuppressGCTransition]
     public static partial nint send(int fd, byte* buffer, nint length, int flags);
 
-    [LibraryImport("libc", SetLastError = true)]
+    [LibraryImport("libc")]
+    [SuppressGCTransition]
     public static partial nint write(int fd, void* buffer, nint length);
 
-    [LibraryImport("libc", SetLastError = true)]
+    [LibraryImport("libc")]
+    [SuppressGCTransition]
     public static partial nint read(int fd, void* buffer, nint length);
 
     [LibraryImport("libc", SetLastError = true)]

@@ -115,7 +115,7 @@ internal sealed class EpollPipeWriter(EpollConnection connection) : PipeWriter, 
                 _sent += (int)sent;
                 continue;
             }
-            var errno = Marshal.GetLastPInvokeError();
+            var errno = Marshal.GetLastSystemError();
             if (errno == EpollNative.Eintr)
                 continue;
             if (errno != EpollNative.Eagain)
