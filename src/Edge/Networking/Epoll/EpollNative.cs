@@ -48,6 +48,13 @@ internal static unsafe partial class EpollNative
     [LibraryImport("libc", SetLastError = true)]
     public static partial int epoll_wait(int epfd, void* events, int maxEvents, int timeout);
 
+    /// <summary>The ready events of a set without waiting for any (epoll_wait with a zero timeout, which never waits: no GC transition); no errno.</summary>
+    public static int epoll_wait_ready(int epfd, void* events, int maxEvents) => epoll_wait_nowait(epfd, events, maxEvents, 0);
+
+    [LibraryImport("libc", EntryPoint = "epoll_wait")]
+    [SuppressGCTransition]
+    private static partial int epoll_wait_nowait(int epfd, void* events, int maxEvents, int timeout);
+
     [LibraryImport("libc", SetLastError = true)]
     public static partial int eventfd(uint initval, int flags);
 
