@@ -108,6 +108,26 @@ public sealed class EpollConnectionTests : SocketTransportContract
     }
 
     [Fact]
+    public async Task ThePeerResets_APendingReadFailsWithTheKernelsError_AndSoDoesTheNextFlush()
+    {
+        // recv and send skip the runtime's GC transition and leave errno unsaved: the pipes read it
+        // themselves right after the failing call. The kernel's own numbers must reach the message.
+        const int ConnectionReset = 104, BrokenPipe = 32;
+        var pending = Input.ReadAsync(Token).AsTask();
+        await Task.Delay(50, Token);
+        Assert.False(pending.IsCompleted);
+
+        Peer.LingerState = new LingerOption(enable: true, seconds: 0);
+        Peer.Close(); // RST: the loop's edge reads ECONNRESET and fails the waiting read
+        var read = await Assert.ThrowsAsync<IOException>(() => pending.WaitAsync(Patience, Token));
+        Assert.Equal($"recv failed: errno {ConnectionReset}", read.Message);
+
+        Connection.Transport.Output.Write("late"u8);
+        var flush = await Assert.ThrowsAsync<IOException>(async () => await Connection.Transport.Output.FlushAsync(Token));
+        Assert.Contains(flush.Message, new[] { $"send failed: errno {BrokenPipe}", $"send failed: errno {ConnectionReset}" });
+    }
+
+    [Fact]
     public async Task ReadAsync_TokenCancelled_ThrowsAndTheNextReadGetsTheData()
     {
         using var cancel = new CancellationTokenSource();
