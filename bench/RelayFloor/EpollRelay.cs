@@ -100,7 +100,7 @@ internal static unsafe class EpollRelay
                             continue;
                     }
                     var read = EpollNative.recv(fd, data, buffer.Length, 0);
-                    if (read < 0 && Marshal.GetLastSystemError() == EpollNative.Eagain)
+                    if (read < 0 && Marshal.GetLastPInvokeError() == EpollNative.Eagain)
                         continue;
                     if (read <= 0 || !SendAll(pair.Peer, data, read))
                         Close(fd);
@@ -117,7 +117,7 @@ internal static unsafe class EpollRelay
             var sent = EpollNative.send(fd, data, length, EpollNative.MsgNoSignal);
             if (sent < 0)
             {
-                if (Marshal.GetLastSystemError() != EpollNative.Eagain)
+                if (Marshal.GetLastPInvokeError() != EpollNative.Eagain)
                     return false;
                 Thread.Yield();
                 continue;

@@ -1,6 +1,10 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Running;
 using MProxy.Edge.Configuration;
+using MProxy.Edge.Networking.Epoll;
 using MProxy.Edge.Routing;
 using MProxy.Edge.Telemetry;
 
@@ -138,5 +142,63 @@ public class ClassifierBenchmarks
         foreach (var sql in TpcbStatements.All)
             sum += StatementClassifier.Classify(sql, SqlDialect.PostgreSql, RoutingRules.Default).Fingerprint;
         return sum;
+    }
+}
+
+/// <summary>
+/// What the runtime's GC transition adds to one of the epoll transport's system calls: <c>recv</c>
+/// on a non-blocking socket with nothing to read (EAGAIN, the least work the kernel can do) as the
+/// edge declares it (<c>SetLastError</c>, with the transition) and with <c>[SuppressGCTransition]</c>
+/// (errno read right after the call). Measured 2026-12-06: 279 against 274 ns, within the error —
+/// about 5 ns a call, 0.15 µs per TPC-B-like transaction; the edge keeps the transition.
+/// </summary>
+public unsafe partial class SyscallBenchmarks : IDisposable
+{
+    private Socket _a = null!;
+    private Socket _b = null!;
+    private int _fd;
+    private byte* _buffer;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen();
+        _a = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        _a.Connect(listener.LocalEndPoint!);
+        _b = listener.Accept();
+        _a.Blocking = false;
+        _fd = (int)_a.Handle;
+        _buffer = (byte*)NativeMemory.Alloc(64);
+    }
+
+    [Benchmark(Baseline = true)]
+    public nint RecvAsTheEdgeCallsIt()
+    {
+        var n = EpollNative.recv(_fd, _buffer, 64, 0);
+        return n < 0 ? Marshal.GetLastPInvokeError() : n;
+    }
+
+    [Benchmark]
+    public nint RecvWithoutTheTransition()
+    {
+        var n = recv_without_transition(_fd, _buffer, 64, 0);
+        return n < 0 ? Marshal.GetLastSystemError() : n;
+    }
+
+    [LibraryImport("libc", EntryPoint = "recv")]
+    [SuppressGCTransition]
+    private static partial nint recv_without_transition(int fd, byte* buffer, nint length, int flags);
+
+    [GlobalCleanup]
+    public void Dispose()
+    {
+        _a?.Dispose();
+        _b?.Dispose();
+        if (_buffer is not null)
+            NativeMemory.Free(_buffer);
+        _buffer = null;
+        GC.SuppressFinalize(this);
     }
 }

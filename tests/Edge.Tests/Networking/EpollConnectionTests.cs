@@ -110,8 +110,8 @@ public sealed class EpollConnectionTests : SocketTransportContract
     [Fact]
     public async Task ThePeerResets_APendingReadFailsWithTheKernelsError_AndSoDoesTheNextFlush()
     {
-        // recv and send skip the runtime's GC transition and leave errno unsaved: the pipes read it
-        // themselves right after the failing call. The kernel's own numbers must reach the message.
+        // The pipes call recv and send themselves: the kernel's own error numbers must reach the
+        // message (a reset read as "no data yet" would leave the read waiting forever).
         const int ConnectionReset = 104, BrokenPipe = 32;
         var pending = Input.ReadAsync(Token).AsTask();
         await Task.Delay(50, Token);

@@ -195,7 +195,7 @@ internal sealed unsafe class EpollLoop : IDisposable
     /// <summary>On the first loop's thread, while this loop is parked: one batch of its set's ready events, then its closings.</summary>
     private int ServeParked(byte* events)
     {
-        var n = EpollNative.epoll_wait_ready(_epoll, events, MaxEvents);
+        var n = EpollNative.epoll_wait(_epoll, events, MaxEvents, 0);
         if (n <= 0)
             return 0; // nothing left (another pass took it), or interrupted: the level-triggered entry reports the set again
         Dispatch(events, n, null);

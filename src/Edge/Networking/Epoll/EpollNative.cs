@@ -48,37 +48,19 @@ internal static unsafe partial class EpollNative
     [LibraryImport("libc", SetLastError = true)]
     public static partial int epoll_wait(int epfd, void* events, int maxEvents, int timeout);
 
-    /// <summary>The ready events of a set without waiting for any (epoll_wait with a zero timeout, which never waits: no GC transition); no errno.</summary>
-    public static int epoll_wait_ready(int epfd, void* events, int maxEvents) => epoll_wait_nowait(epfd, events, maxEvents, 0);
-
-    [LibraryImport("libc", EntryPoint = "epoll_wait")]
-    [SuppressGCTransition]
-    private static partial int epoll_wait_nowait(int epfd, void* events, int maxEvents, int timeout);
-
     [LibraryImport("libc", SetLastError = true)]
     public static partial int eventfd(uint initval, int flags);
 
-    // recv and send on the transport's non-blocking sockets, and read and write on its non-blocking
-    // eventfds, never wait: they skip the runtime's GC transition (and the saving and restoring of
-    // the last P/Invoke error around it), a part of each relayed message's user time. On failure
-    // their caller reads errno at once with Marshal.GetLastSystemError. A loopback send does the
-    // receiver's TCP work before it returns (microseconds): a GC that starts meanwhile waits that long
-    // for this thread.
-
-    [LibraryImport("libc")]
-    [SuppressGCTransition]
+    [LibraryImport("libc", SetLastError = true)]
     public static partial nint recv(int fd, byte* buffer, nint length, int flags);
 
-    [LibraryImport("libc")]
-    [SuppressGCTransition]
+    [LibraryImport("libc", SetLastError = true)]
     public static partial nint send(int fd, byte* buffer, nint length, int flags);
 
-    [LibraryImport("libc")]
-    [SuppressGCTransition]
+    [LibraryImport("libc", SetLastError = true)]
     public static partial nint write(int fd, void* buffer, nint length);
 
-    [LibraryImport("libc")]
-    [SuppressGCTransition]
+    [LibraryImport("libc", SetLastError = true)]
     public static partial nint read(int fd, void* buffer, nint length);
 
     [LibraryImport("libc", SetLastError = true)]

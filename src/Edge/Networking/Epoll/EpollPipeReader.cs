@@ -130,7 +130,7 @@ internal sealed class EpollPipeReader(EpollConnection connection) : PipeReader, 
             _eof = true;
             return true;
         }
-        var errno = Marshal.GetLastSystemError();
+        var errno = Marshal.GetLastPInvokeError();
         if (errno == EpollNative.Eagain)
         {
             _mayHaveData = false;

@@ -115,7 +115,7 @@ internal sealed class EpollPipeWriter(EpollConnection connection) : PipeWriter, 
                 _sent += (int)sent;
                 continue;
             }
-            var errno = Marshal.GetLastSystemError();
+            var errno = Marshal.GetLastPInvokeError();
             if (errno == EpollNative.Eintr)
                 continue;
             if (errno != EpollNative.Eagain)
