@@ -47,6 +47,8 @@ internal sealed class EdgeMetrics
 
         m.CreateObservableCounter("mproxy.queries", Queries, "{query}",
             "Request units sent to servers, by database, tenant, type (read, write; unknown when neither QoS nor routing classifies) and destination (primary, replica).");
+        m.CreateObservableCounter("mproxy.deferred_begins", DeferredBegins, "{transaction}",
+            "BEGINs the edge answered itself (pool.deferBegin) and sent ahead of the transaction's first statement, by database and tenant (not request units: not in mproxy_queries_total).");
         m.CreateObservableCounter("mproxy.relayed", Relayed, "By", "Bytes relayed, by database, tenant and direction (to_client, to_server).");
 
         m.CreateObservableGauge("mproxy.pool.connections", PoolConnections, "{connection}", "Server connections per pool and state (active: serving a client; idle; opening).");
@@ -87,6 +89,16 @@ internal sealed class EdgeMetrics
     }
 
     private static KeyValuePair<string, object?> Tag(string key, string value) => new(key, value);
+
+    private IEnumerable<Measurement<long>> DeferredBegins()
+    {
+        foreach (var cell in _telemetry.Queries.Snapshot())
+        {
+            var count = cell.DeferredBegins;
+            if (count > 0)
+                yield return new(count, Tag("database", cell.Database), Tag("tenant", cell.Tenant));
+        }
+    }
 
     private IEnumerable<Measurement<long>> Queries()
     {

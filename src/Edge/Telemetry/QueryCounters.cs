@@ -20,9 +20,10 @@ internal sealed class QueryCell(string database, string tenant)
 {
     private const int BytesToClientSlot = 6;
     private const int BytesToServerSlot = 7;
+    private const int DeferredBeginsSlot = 8;
 
-    // Slots 0-5: queries by (type, replica); 6 and 7: bytes to the client and to the server.
-    private readonly StripedCounters _counters = new(8);
+    // Slots 0-5: queries by (type, replica); 6 and 7: bytes to the client and to the server; 8: deferred BEGINs.
+    private readonly StripedCounters _counters = new(9);
 
     public string Database { get; } = database;
 
@@ -33,6 +34,11 @@ internal sealed class QueryCell(string database, string tenant)
     public long BytesToServer => _counters.Read(BytesToServerSlot);
 
     public long Queries(UnitType type, bool replica) => _counters.Read(Index(type, replica));
+
+    /// <summary>BEGINs the edge answered itself (deferred to the transaction's first statement).</summary>
+    public long DeferredBegins => _counters.Read(DeferredBeginsSlot);
+
+    public void CountDeferredBegin() => _counters.Increment(DeferredBeginsSlot);
 
     public void CountQuery(UnitType type, bool replica) => _counters.Increment(Index(type, replica));
 

@@ -121,6 +121,9 @@ internal sealed class UnitTelemetry : IDisposable
             _queueWait += waited;
     }
 
+    /// <summary>The edge answered a BEGIN itself (deferred BEGIN): not a request unit, counted on its own.</summary>
+    public void DeferredBegin() => _cell.CountDeferredBegin();
+
     /// <summary>The unit's first message goes to a server: it counts as a query to that destination.</summary>
     public void Sent(bool primary, MProxy.Edge.Configuration.HostPort host)
     {

@@ -90,6 +90,27 @@ public sealed class MetricsTests(PostgresFixture postgres) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Scrape_AfterTransactions_DeferredBeginsCountedApartFromQueries()
+    {
+        const int transactions = 3;
+        await using var edge = await ObservedEdge.StartAsync(Config());
+        var (client, _) = await RawPgClient.LoginAsync(edge.Port, "obs_tenant", PostgresServer.AppDatabase, PostgresServer.Password);
+        await using var _ = client;
+        foreach (var sql in Enumerable.Repeat(new[] { "BEGIN", "SELECT 1", "COMMIT" }, transactions).SelectMany(t => t).Concat(["BEGIN", "COMMIT"]))
+        {
+            await client.SendQueryAsync(sql);
+            Assert.Equal('Z', (await client.ReadUntilReadyAsync())[^1].Code);
+        }
+
+        var (scrape, _) = await edge.ScrapeAsync();
+        (string, string)[] tenant = [("database", "app"), ("tenant", "obs_tenant")];
+        // Every BEGIN was answered by the edge (the last transaction, empty, never reached a server).
+        Assert.Equal(transactions + 1, scrape.Value("mproxy_deferred_begins_total", tenant));
+        // Not request units: what went to the server is each transaction's SELECT and COMMIT.
+        Assert.Equal(2 * transactions, scrape.Sum("mproxy_queries_total", tenant));
+    }
+
+    [Fact]
     public async Task Scrape_BudgetExhausted_RefusalsCountedPerTenantAndPriority()
     {
         await using var edge = await ObservedEdge.StartAsync(Config("- { name: oltp, ruPerSecond: 1, burst: 3, debtMax: 1, maxBudgetWaitMs: 0, priority: low }"));

@@ -611,6 +611,7 @@ internal sealed class PgClientSession : RelayClientSession, IClientSession, IRun
                 _deferredBegin ??= new byte[PgFrame.HeaderLength + PgTransactionText.MaxLength + 1];
                 message.CopyTo(_deferredBegin);
                 _deferredBeginLength = (int)message.Length; // _deferredFailed is false: only a deferred transaction sets it
+                _telemetry?.DeferredBegin();
                 break;
             case PgTransactionCommand.Commit or PgTransactionCommand.Rollback when _deferredBeginLength > 0:
                 _deferredBeginLength = 0;
