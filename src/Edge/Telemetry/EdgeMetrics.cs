@@ -48,7 +48,7 @@ internal sealed class EdgeMetrics
         m.CreateObservableCounter("mproxy.queries", Queries, "{query}",
             "Request units sent to servers, by database, tenant, type (read, write; unknown when neither QoS nor routing classifies) and destination (primary, replica).");
         m.CreateObservableCounter("mproxy.deferred_begins", DeferredBegins, "{transaction}",
-            "BEGINs the edge answered itself (pool.deferBegin) and sent ahead of the transaction's first statement, by database and tenant (not request units: not in mproxy_queries_total).");
+            "BEGINs the edge answered itself (pool.deferBegin), by database and tenant: each reaches a server only ahead of its transaction's first statement (an empty transaction never does); not request units, so not in mproxy_queries_total.");
         m.CreateObservableCounter("mproxy.relayed", Relayed, "By", "Bytes relayed, by database, tenant and direction (to_client, to_server).");
 
         m.CreateObservableGauge("mproxy.pool.connections", PoolConnections, "{connection}", "Server connections per pool and state (active: serving a client; idle; opening).");

@@ -12,7 +12,7 @@ internal enum UnitType
 }
 
 /// <summary>
-/// Query and byte counters of one (database, tenant): resolved once per client session, then bumped
+/// Query, byte and deferred-BEGIN counters of one (database, tenant): resolved once per client session, then bumped
 /// with one interlocked add per request unit or batch, on the updating processor's own stripe
 /// (<see cref="StripedCounters"/>: the sessions of one cell run on every loop).
 /// </summary>
