@@ -7,20 +7,12 @@ namespace MProxy.Edge.Networking;
 internal static class PipeWriterExtensions
 {
     /// <summary>Copies every segment of <paramref name="bytes"/> into <paramref name="output"/> (no flush).</summary>
-    /// <remarks>
-    /// A relayed message is almost always one segment (the epoll reader keeps one contiguous buffer):
-    /// that one is copied with one <c>GetSpan</c> and one <c>Advance</c>, without the sequence's
-    /// enumerator.
-    /// </remarks>
+    /// <remarks>A relayed message is almost always one segment (the epoll reader keeps one contiguous buffer): written without the sequence's enumerator.</remarks>
     public static void WriteSequence(this PipeWriter output, in ReadOnlySequence<byte> bytes)
     {
         if (bytes.IsSingleSegment)
         {
-            var span = bytes.FirstSpan;
-            if (span.IsEmpty)
-                return;
-            span.CopyTo(output.GetSpan(span.Length));
-            output.Advance(span.Length);
+            output.Write(bytes.FirstSpan);
             return;
         }
         foreach (var segment in bytes)
