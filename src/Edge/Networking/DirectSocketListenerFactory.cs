@@ -33,14 +33,14 @@ internal sealed class DirectSocketListenerFactory(
                 socket.DualMode = true;
             socket.Bind(endpoint);
             socket.Listen(512);
+            if (epoll is not null && sessions?.Invoke(endpoint) is { } session)
+                return new ValueTask<IConnectionListener>(new LoopListener(epoll.Listen(socket, connection => _ = RunAsync(session, connection, logger), logger)));
         }
         catch
         {
             socket.Dispose();
             throw;
         }
-        if (epoll is not null && sessions?.Invoke(endpoint) is { } session)
-            return new ValueTask<IConnectionListener>(new LoopListener(epoll.Listen(socket, connection => _ = RunAsync(session, connection, logger), logger)));
         return new ValueTask<IConnectionListener>(new Listener(socket, epoll));
     }
 

@@ -37,7 +37,15 @@ internal sealed class EpollAcceptor : IEpollRegistration, IDisposable
         listener.Blocking = false;
         EndPoint = listener.LocalEndPoint!;
         _handle = GCHandle.Alloc(this, GCHandleType.Normal);
-        loop.Register((int)listener.Handle, GCHandle.ToIntPtr(_handle));
+        try
+        {
+            loop.Register((int)listener.Handle, GCHandle.ToIntPtr(_handle));
+        }
+        catch
+        {
+            _handle.Free(); // never in a set: nothing can name it (the caller disposes the listener)
+            throw;
+        }
     }
 
     public EndPoint EndPoint { get; }

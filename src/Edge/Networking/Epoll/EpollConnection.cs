@@ -36,7 +36,15 @@ internal sealed class EpollConnection : SocketConnection, IEpollRegistration
         _reader = new EpollPipeReader(this);
         _writer = new EpollPipeWriter(this);
         _handle = GCHandle.Alloc(this, GCHandleType.Normal);
-        loop.Register(Fd, GCHandle.ToIntPtr(_handle));
+        try
+        {
+            loop.Register(Fd, GCHandle.ToIntPtr(_handle));
+        }
+        catch
+        {
+            _handle.Free(); // never in a set: nothing can name it (the caller disposes the socket)
+            throw;
+        }
     }
 
     internal int Fd { get; }

@@ -40,6 +40,8 @@ internal sealed unsafe class EpollLoop : IDisposable
     private volatile bool _unparkRequested;      // RequestUnpark (first loop): bring the last parked loop back after the current batch
     private volatile bool _stopping;
     private volatile bool _stopped;
+    private readonly Lock _descriptors = new();  // held only around system calls on _epoll and _wake (never while running callbacks)
+    private bool _released;                      // under _descriptors: _epoll and _wake are closed (the loop stopped)
 
     // The serving thread's window (see EpollLoopParking), touched by that thread only, and what it published.
     private long _windowStart;
@@ -83,12 +85,18 @@ internal sealed unsafe class EpollLoop : IDisposable
     public double SleepsPerEvent => Parked ? double.NaN : Volatile.Read(ref _sleepsPerEvent);
 
     /// <summary>Adds a connection's socket to the set; its events go to <paramref name="token"/>'s connection.</summary>
+    /// <exception cref="ObjectDisposedException">the loop has stopped.</exception>
     public void Register(int fd, nint token)
     {
         var ev = stackalloc byte[16];
         EpollNative.SetEvent(ev, EpollNative.EpollIn | EpollNative.EpollOut | EpollNative.EpollRdHup | EpollNative.EpollEt, (ulong)token);
-        if (EpollNative.epoll_ctl(_epoll, EpollNative.EpollCtlAdd, fd, ev) != 0)
-            throw new IOException("epoll_ctl(ADD) failed: errno " + Marshal.GetLastPInvokeError());
+        lock (_descriptors)
+        {
+            if (_released)
+                throw new ObjectDisposedException(nameof(EpollLoop), "the epoll transport has stopped");
+            if (EpollNative.epoll_ctl(_epoll, EpollNative.EpollCtlAdd, fd, ev) != 0)
+                throw new IOException("epoll_ctl(ADD) failed: errno " + Marshal.GetLastPInvokeError());
+        }
     }
 
     /// <summary>Closes <paramref name="registration"/> on the loop's thread, after the current batch of events (at once once the loop has stopped).</summary>
@@ -114,19 +122,47 @@ internal sealed unsafe class EpollLoop : IDisposable
             _thread.Join(TimeSpan.FromSeconds(5));
     }
 
+    /// <remarks>Under the lock that <see cref="Release"/> takes: never a write to a descriptor number the process has since reused.</remarks>
     private void Wake()
     {
         ulong one = 1;
-        EpollNative.write(_wake, &one, sizeof(ulong));
+        lock (_descriptors)
+        {
+            if (!_released)
+                EpollNative.write(_wake, &one, sizeof(ulong));
+        }
     }
 
     private void DrainClosing()
     {
         lock (_closing)
         {
+            // Once the loop has stopped its set is (about to be) closed: the sockets only close, which
+            // takes them out of it (-1: no set to leave, never a number the process may have reused).
             while (_closing.TryDequeue(out var closing))
-                closing.CloseOnLoop(_epoll);
+                closing.CloseOnLoop(_stopped ? -1 : _epoll);
         }
+    }
+
+    /// <summary>
+    /// The loop's thread, stopping: closes the set and the wake-up descriptor and frees the loop's
+    /// token, so that a stopped transport holds no descriptor and no handle (an edge that is started
+    /// and stopped in a process that goes on — tests, an embedding host — would leak two descriptors
+    /// and a rooted loop per loop each time). A parked loop whose first loop still runs stays in that
+    /// loop's set: it keeps both until the process ends, rather than leave the first loop a freed
+    /// token or a descriptor number that may be reused.
+    /// </summary>
+    private void Release()
+    {
+        if (_parked && _first is { _stopped: false })
+            return;
+        lock (_descriptors)
+        {
+            _released = true;
+            EpollNative.close(_wake);
+            EpollNative.close(_epoll);
+        }
+        _handle.Free();
     }
 
     private void Run()
@@ -155,6 +191,7 @@ internal sealed unsafe class EpollLoop : IDisposable
         }
         _stopped = true;
         DrainClosing();
+        Release();
     }
 
     /// <summary>Hands a batch of this set's events to their connections, listeners and (first loop only) parked loops.</summary>

@@ -64,6 +64,9 @@ internal static unsafe partial class EpollNative
     public static partial nint read(int fd, void* buffer, nint length);
 
     [LibraryImport("libc", SetLastError = true)]
+    public static partial int close(int fd);
+
+    [LibraryImport("libc", SetLastError = true)]
     private static partial int getrusage(int who, void* usage);
 
     /// <summary>The calling thread's voluntary context switches so far (<c>ru_nvcsw</c> of <c>getrusage(RUSAGE_THREAD)</c>; 64-bit layout).</summary>

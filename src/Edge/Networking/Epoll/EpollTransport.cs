@@ -96,13 +96,18 @@ internal sealed class EpollNetworkConnector(EpollTransport transport) : INetwork
                 cancellationToken.ThrowIfCancellationRequested();
                 return transport.Adopt(socket, target);
             }
-            catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException)
+            catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException or IOException)
             {
                 socket.Dispose();
                 cancellationToken.ThrowIfCancellationRequested();
                 last = e;
             }
         }
-        throw last as SocketException ?? new SocketException((int)SocketError.HostNotFound);
+        // A stopped transport (the edge is shutting down) says so rather than blame the host.
+        throw last switch
+        {
+            SocketException or ObjectDisposedException or IOException => last,
+            _ => new SocketException((int)SocketError.HostNotFound),
+        };
     }
 }
