@@ -103,7 +103,17 @@ internal sealed class DirectSocketListenerFactory(
                     continue; // the client reset before it was accepted
                 }
                 accepted.NoDelay = true;
-                return epoll is null ? new DirectSocketConnection(accepted) : epoll.Adopt(accepted);
+                if (epoll is null)
+                    return new DirectSocketConnection(accepted);
+                try
+                {
+                    return epoll.Adopt(accepted);
+                }
+                catch (ObjectDisposedException)
+                {
+                    accepted.Dispose();
+                    return null; // the epoll transport has stopped: so has this listener
+                }
             }
         }
 

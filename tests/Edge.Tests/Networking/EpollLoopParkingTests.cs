@@ -136,6 +136,24 @@ public sealed class EpollLoopParkingTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task ALoopAskedToPark_AfterTheFirstStopped_KeepsServingItsOwnSet()
+    {
+        using var transport = new EpollTransport(loops: 2, parking: false);
+        var (edge, peer) = await ConnectAsync(transport);
+        var loop = transport.EventLoops[edge.LoopIndex];
+        transport.EventLoops[0].Dispose(); // as the transport's Dispose does first: the first loop's set is closed
+
+        // Parking now would put this loop's set into a closed one (the process used to fail fast there).
+        loop.RequestPark();
+        var read = ReadOnceAsync(edge);
+        await peer.SendAsync("still served"u8.ToArray(), SocketFlags.None, Token);
+        var (text, thread) = await read.WaitAsync(Patience, Token);
+        Assert.Equal("still served", text);
+        Assert.Equal("mproxy epoll 1", thread);
+        Assert.False(loop.Parked);
+    }
+
+    [Fact]
     public async Task Policy_ALoopWithTimeToSpare_ParksByItself()
     {
         using var transport = new EpollTransport(loops: 2, parking: true);

@@ -40,7 +40,7 @@ internal sealed unsafe class EpollLoop : IDisposable
     private volatile bool _unparkRequested;      // RequestUnpark (first loop): bring the last parked loop back after the current batch
     private volatile bool _stopping;
     private volatile bool _stopped;
-    private readonly Lock _descriptors = new();  // held only around system calls on _epoll and _wake (never while running callbacks)
+    private readonly Lock _descriptors = new();  // held only around system calls on _epoll and _wake (never while running callbacks; after _parkGate)
     private bool _released;                      // under _descriptors: _epoll and _wake are closed (the loop stopped)
 
     // The serving thread's window (see EpollLoopParking), touched by that thread only, and what it published.
@@ -324,7 +324,10 @@ internal sealed unsafe class EpollLoop : IDisposable
         _streak = 0;
         lock (_parkGate)
             _parked = true;
-        _first!.AddGuest(this);
+        if (_first!.AddGuest(this))
+            return;
+        lock (_parkGate)
+            _parked = false; // the first loop is stopping: this one keeps serving its own set
     }
 
     /// <summary>On the first loop's thread, between its batches: the loop parked last (if any) comes back.</summary>
@@ -353,18 +356,28 @@ internal sealed unsafe class EpollLoop : IDisposable
             return _guests.Count > 0;
     }
 
-    /// <summary>On the guest's thread: its set joins this (first) loop's; in the list only once it is in the set, so that bringing it back always finds it there.</summary>
-    private void AddGuest(EpollLoop guest)
+    /// <summary>
+    /// On the guest's thread: its set joins this (first) loop's; in the list only once it is in the
+    /// set, so that bringing it back always finds it there. False when this loop is stopping (its set
+    /// may be closed already, and nothing would serve the guest's): the guest does not park.
+    /// </summary>
+    private bool AddGuest(EpollLoop guest)
     {
         var ev = stackalloc byte[16];
         // Level-triggered: while the guest's set has ready events the first loop hears of it again.
         EpollNative.SetEvent(ev, EpollNative.EpollIn, (ulong)GCHandle.ToIntPtr(guest._handle));
         lock (_parkGate)
         {
-            if (EpollNative.epoll_ctl(_epoll, EpollNative.EpollCtlAdd, guest._epoll, ev) != 0)
-                Environment.FailFast("mproxy: epoll_ctl(ADD) of a parked loop's set failed: errno " + Marshal.GetLastPInvokeError());
+            lock (_descriptors)
+            {
+                if (_stopping || _released)
+                    return false;
+                if (EpollNative.epoll_ctl(_epoll, EpollNative.EpollCtlAdd, guest._epoll, ev) != 0)
+                    Environment.FailFast("mproxy: epoll_ctl(ADD) of a parked loop's set failed: errno " + Marshal.GetLastPInvokeError());
+            }
             _guests.Add(guest);
         }
+        return true;
     }
 
     /// <summary>While parked, blocks until brought back or stopped; true when it blocked (the caller looks at stopping again).</summary>
