@@ -93,7 +93,10 @@ public sealed class MySqlPoolInventoryTests(MariaDbFixture fixture)
             }
             foreach (var edge in edges)
                 for (var c = 0; c < 4; c++)
-                    load.Add(Task.Run(() => RunClientAsync(edge.Port, stop.Token), Token)); // MySql.Data's *Async methods block: one thread each
+                    // MySql.Data's *Async methods block: each client gets a thread of its own, not one of the
+                    // thread pool's, which the edges in this process need to connect to MariaDB (eight
+                    // blocked pool threads starved a connect past its 5-s timeout once in a full run).
+                    load.Add(Task.Factory.StartNew(() => RunClientAsync(edge.Port, stop.Token), Token, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap());
 
             // Both edges want four; the silo leases each two.
             var waited = Stopwatch.StartNew();
