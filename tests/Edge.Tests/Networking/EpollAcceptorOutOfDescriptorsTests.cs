@@ -1,6 +1,5 @@
-using System.Collections.Concurrent;
 using System.Buffers;
-using System.Net;
+using System.Collections.Concurrent;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
@@ -24,9 +23,7 @@ public sealed class EpollAcceptorOutOfDescriptorsTests
     public async Task OutOfDescriptors_AcceptingPauses_AndTheWaitingClientIsAcceptedOnceSomeAreFree()
     {
         using var transport = new EpollTransport(loops: 1);
-        var listening = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listening.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listening.Listen(16);
+        var listening = LoopbackListener.Start(backlog: 16); // the acceptor owns it
         var accepted = new TaskCompletionSource<EpollConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
         var log = new WarningLog();
         using var acceptor = transport.Listen(listening, connection => accepted.TrySetResult(connection), log);
@@ -82,9 +79,7 @@ public sealed class EpollAcceptorOutOfDescriptorsTests
 
     private static void ConnectOnceElsewhere()
     {
-        using var elsewhere = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        elsewhere.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        elsewhere.Listen(1);
+        using var elsewhere = LoopbackListener.Start();
         using var once = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         once.Connect(elsewhere.LocalEndPoint!);
     }

@@ -37,7 +37,7 @@ public sealed class EpollTransportDisposeTests
     {
         var transport = new EpollTransport(loops: 1);
         transport.Dispose();
-        using var listener = LoopbackListener();
+        using var listener = LoopbackListener.Start();
         var connector = new EpollNetworkConnector(transport);
         var port = ((IPEndPoint)listener.LocalEndPoint!).Port;
 
@@ -61,7 +61,7 @@ public sealed class EpollTransportDisposeTests
     {
         var transport = new EpollTransport(loops: 3, parking: false);
         var during = CountDescriptors();
-        using var listener = LoopbackListener();
+        using var listener = LoopbackListener.Start();
         using var peer = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         peer.Connect(listener.LocalEndPoint!);
         var edge = transport.Adopt(listener.Accept());
@@ -83,19 +83,11 @@ public sealed class EpollTransportDisposeTests
     /// <summary>The runtime's own socket engine opens its epoll set at the first asynchronous socket call: before counting, not during.</summary>
     private static async Task StartRuntimeSocketEngineAsync()
     {
-        using var listener = LoopbackListener();
+        using var listener = LoopbackListener.Start();
         using var peer = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         var accepting = listener.AcceptAsync(Token);
         await peer.ConnectAsync(listener.LocalEndPoint!, Token);
         using var accepted = await accepting;
-    }
-
-    private static Socket LoopbackListener()
-    {
-        var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(1);
-        return listener;
     }
 
     /// <summary>The process's epoll sets and eventfds (the runtime's own socket engine holds some too).</summary>

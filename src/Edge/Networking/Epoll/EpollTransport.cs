@@ -103,11 +103,7 @@ internal sealed class EpollNetworkConnector(EpollTransport transport) : INetwork
                 last = e;
             }
         }
-        // A stopped transport (the edge is shutting down) says so rather than blame the host.
-        throw last switch
-        {
-            SocketException or ObjectDisposedException or IOException => last,
-            _ => new SocketException((int)SocketError.HostNotFound),
-        };
+        // The last address's failure (a stopped transport, the edge shutting down, says so rather than blame the host).
+        throw last ?? new SocketException((int)SocketError.HostNotFound);
     }
 }
