@@ -202,7 +202,7 @@ internal abstract class RelayClientSession(IDuplexPipe client, int loop)
             return;
         if (qos is null)
         {
-            // Telemetry alone: it checks the unit against the one it has open under its own lock.
+            // Telemetry alone: it checks the unit against the one it has open (its state word).
             telemetry!.Complete(completedUnit, 0);
             return;
         }

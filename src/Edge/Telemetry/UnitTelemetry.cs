@@ -12,21 +12,28 @@ namespace MProxy.Edge.Telemetry;
 /// <code>Begin → (SlotGranted) → Sent | Refused → AddBytes … → Complete</code>
 /// </summary>
 /// <remarks>
-/// Thread-safe: the session's loop begins and sends units while the relay completes them; a private
-/// lock (uncontended but for pipelining) orders the two. No allocation per unit unless it is traced.
-/// A unit begun while the previous one is still open (pipelining) supersedes it: the previous one
-/// is counted but its latency is not recorded.
+/// Thread-safe without a lock: the session's flow begins, sends and refuses units (one at a time),
+/// the relay completes them, possibly on another loop's thread. One state word — the unit's number,
+/// whether it is open and whether it was sent — orders the two, like a sequence lock: the session
+/// writes a unit's fields before it publishes the unit as open, and <see cref="Complete"/> reads
+/// them, then closes the unit with one compare-and-swap that fails if the session took the word
+/// over in between (a pipelined unit begun before the previous one completed supersedes it: the
+/// previous one is counted but its latency is not recorded). A unit's span, when it is traced, is
+/// stopped by whoever takes it out of its slot. No allocation per unit unless it is traced.
 /// </remarks>
 internal sealed class UnitTelemetry : IDisposable
 {
     private static readonly string[] TypeLabels = ["unknown", "read", "write"];
 
+    // The state word: the unit's number in the low 32 bits, then these flags. Zero: no unit open.
+    private const long OpenFlag = 1L << 32;
+    private const long SentFlag = 1L << 33;
+
     private readonly EdgeTelemetry _edge;
     private readonly QueryCell _cell;
-    private readonly Lock _lock = new();
-    private int _unit;
-    private bool _open;
-    private bool _sent;
+    private long _state;
+    // The open unit's fields: written by the session's flow while no unit is open (or after taking
+    // an open one over), read by Complete before its compare-and-swap validates them.
     private long _startedAt;
     private UnitType _type;
     private bool _replica;
@@ -51,6 +58,8 @@ internal sealed class UnitTelemetry : IDisposable
 
     public string Tenant { get; }
 
+    private static long Opened(int unit) => (uint)unit | OpenFlag;
+
     /// <summary>
     /// Unit <paramref name="unit"/> starts (before admission). <paramref name="classified"/> says
     /// whether <paramref name="info"/> is the classifier's (otherwise the type is unknown).
@@ -59,28 +68,27 @@ internal sealed class UnitTelemetry : IDisposable
     {
         var type = !classified ? UnitType.Unknown : info.IsWrite ? UnitType.Write : UnitType.Read;
         var now = _edge.Time.GetTimestamp();
-        Activity? superseded;
-        lock (_lock)
-        {
-            superseded = _open ? _activity : null;
-            _unit = unit;
-            _open = true;
-            _sent = false;
-            _startedAt = now;
-            _type = type;
-            _replica = false;
-            _fingerprint = info.Fingerprint;
-            _queueWait = TimeSpan.Zero;
-            _bytesToClient = 0;
-            _bytesToServer = 0;
-            _activity = null;
-        }
-        superseded?.Stop();
+        // A unit still open is superseded: taking the word over (a full fence, before the fields
+        // change) makes a Complete of it that is reading them fail its compare-and-swap.
+        if ((Volatile.Read(ref _state) & OpenFlag) != 0)
+            Interlocked.Exchange(ref _state, 0);
+        _startedAt = now;
+        _type = type;
+        _replica = false;
+        _fingerprint = info.Fingerprint;
+        _queueWait = TimeSpan.Zero;
+        _bytesToClient = 0;
+        _bytesToServer = 0;
+        Volatile.Write(ref _state, Opened(unit));
+        // A span left in the slot is a superseded unit's (or, rarely, one whose Complete has not
+        // taken it yet): whoever takes it out stops it.
+        if (Volatile.Read(ref _activity) is not null)
+            Interlocked.Exchange(ref _activity, null)?.Stop();
         if (_edge.Source.HasListeners())
-            StartActivity(unit, info.Hints.TraceParent);
+            StartActivity(info.Hints.TraceParent);
     }
 
-    private void StartActivity(int unit, string? traceParent)
+    private void StartActivity(string? traceParent)
     {
         ActivityContext parent = default;
         if (traceParent is not null)
@@ -100,15 +108,8 @@ internal sealed class UnitTelemetry : IDisposable
             if (_fingerprint != 0)
                 activity.SetTag("mproxy.fingerprint", TopFingerprints.Format(_fingerprint));
         }
-        lock (_lock)
-        {
-            if (_open && _unit == unit)
-            {
-                _activity = activity;
-                return;
-            }
-        }
-        activity.Stop();
+        // Nothing can close the unit meanwhile: Complete needs it sent, which is this flow's next step.
+        Volatile.Write(ref _activity, activity);
     }
 
     /// <summary>The unit got a scheduler slot after waiting <paramref name="waited"/> in <paramref name="pool"/>'s scheduler.</summary>
@@ -117,8 +118,7 @@ internal sealed class UnitTelemetry : IDisposable
         _edge.SchedulerWait.Record(waited.TotalSeconds,
             new KeyValuePair<string, object?>("pool", pool),
             new KeyValuePair<string, object?>("priority", EdgeTelemetry.PriorityLabels[(int)priority]));
-        lock (_lock)
-            _queueWait += waited;
+        _queueWait += waited;
     }
 
     /// <summary>The edge answered a BEGIN itself (deferred BEGIN): not a request unit, counted on its own.</summary>
@@ -127,42 +127,30 @@ internal sealed class UnitTelemetry : IDisposable
     /// <summary>The unit's first message goes to a server: it counts as a query to that destination.</summary>
     public void Sent(bool primary, MProxy.Edge.Configuration.HostPort host)
     {
-        Activity? activity;
-        UnitType type;
-        TimeSpan queueWait;
-        lock (_lock)
-        {
-            if (!_open || _sent)
-                return;
-            _sent = true;
-            _replica = !primary;
-            type = _type;
-            activity = _activity;
-            queueWait = _queueWait;
-        }
-        _cell.CountQuery(type, !primary);
-        if (activity is { IsAllDataRequested: true })
+        // Only this flow changes a unit that is open and not sent (Complete needs it sent).
+        var state = Volatile.Read(ref _state);
+        if ((state & (OpenFlag | SentFlag)) != OpenFlag)
+            return;
+        _replica = !primary;
+        Volatile.Write(ref _state, state | SentFlag);
+        _cell.CountQuery(_type, !primary);
+        if (Volatile.Read(ref _activity) is { IsAllDataRequested: true } activity)
         {
             activity.SetTag("server.address", host.Host);
             activity.SetTag("server.port", host.Port);
             activity.SetTag("mproxy.destination", primary ? "primary" : "replica");
-            activity.SetTag("mproxy.queue_wait_ms", queueWait.TotalMilliseconds);
+            activity.SetTag("mproxy.queue_wait_ms", _queueWait.TotalMilliseconds);
         }
     }
 
     /// <summary>The edge refused the unit before it reached a server (budget, shed, pool timeout, routing).</summary>
     public void Refused(string sqlState)
     {
-        Activity? activity;
-        lock (_lock)
-        {
-            if (!_open || _sent)
-                return;
-            _open = false;
-            activity = _activity;
-            _activity = null;
-        }
-        if (activity is null)
+        var state = Volatile.Read(ref _state);
+        if ((state & (OpenFlag | SentFlag)) != OpenFlag)
+            return;
+        Volatile.Write(ref _state, 0);
+        if (Volatile.Read(ref _activity) is null || Interlocked.Exchange(ref _activity, null) is not { } activity)
             return;
         activity.SetTag("error.type", sqlState);
         activity.SetStatus(ActivityStatusCode.Error, sqlState);
@@ -171,7 +159,7 @@ internal sealed class UnitTelemetry : IDisposable
 
     /// <summary>Bytes relayed: server → client (<paramref name="toClient"/>) and client → server (<paramref name="toServer"/>).</summary>
     /// <remarks>
-    /// The unit's own count feeds only its span's tags: an untraced unit skips the lock. The span is
+    /// The unit's own count feeds only its span's tags: an untraced unit skips it. The span is
     /// stored before the unit's first message goes to the server, so it is visible by the time any
     /// of its bytes are relayed.
     /// </remarks>
@@ -180,35 +168,26 @@ internal sealed class UnitTelemetry : IDisposable
         _cell.AddBytes(toClient, toServer);
         if (Volatile.Read(ref _activity) is null)
             return;
-        lock (_lock)
-        {
-            _bytesToClient += toClient;
-            _bytesToServer += toServer;
-        }
+        Interlocked.Add(ref _bytesToClient, toClient);
+        Interlocked.Add(ref _bytesToServer, toServer);
     }
 
     /// <summary>Unit <paramref name="unit"/> finished (its ReadyForQuery was relayed), costing <paramref name="ru"/> (0 without QoS).</summary>
     public void Complete(int unit, double ru)
     {
-        Activity? activity;
-        UnitType type;
-        bool replica;
-        ulong fingerprint;
-        long startedAt, toClient, toServer;
-        lock (_lock)
-        {
-            if (!_open || unit != _unit || !_sent)
-                return;
-            _open = false;
-            activity = _activity;
-            _activity = null;
-            type = _type;
-            replica = _replica;
-            fingerprint = _fingerprint;
-            startedAt = _startedAt;
-            toClient = _bytesToClient;
-            toServer = _bytesToServer;
-        }
+        var state = Volatile.Read(ref _state);
+        if (state != (Opened(unit) | SentFlag))
+            return;
+        var type = _type;
+        var replica = _replica;
+        var fingerprint = _fingerprint;
+        var startedAt = _startedAt;
+        var toClient = Volatile.Read(ref _bytesToClient);
+        var toServer = Volatile.Read(ref _bytesToServer);
+        var activity = Volatile.Read(ref _activity);
+        // Fails if the session took the word over (a superseding unit, the session's end) since it was read.
+        if (Interlocked.CompareExchange(ref _state, 0, state) != state)
+            return;
         var seconds = _edge.Time.GetElapsedTime(startedAt).TotalSeconds;
         // The fixed-arity overloads: a TagList is eight tags wide, and building and copying two of
         // them cost about 30 ns per unit (bench/StatementPath).
@@ -220,7 +199,7 @@ internal sealed class UnitTelemetry : IDisposable
         _edge.FingerprintDuration.Record(seconds,
             new KeyValuePair<string, object?>("tenant", tenantLabel),
             new KeyValuePair<string, object?>("fingerprint", fingerprintLabel));
-        if (activity is null)
+        if (activity is null || Interlocked.CompareExchange(ref _activity, null, activity) != activity)
             return;
         if (activity.IsAllDataRequested)
         {
@@ -234,13 +213,8 @@ internal sealed class UnitTelemetry : IDisposable
     /// <summary>The session ended: a unit still open ends with it (its span is closed, its latency not recorded).</summary>
     public void Dispose()
     {
-        Activity? activity;
-        lock (_lock)
-        {
-            _open = false;
-            activity = _activity;
-            _activity = null;
-        }
-        activity?.Stop();
+        if ((Volatile.Read(ref _state) & OpenFlag) != 0)
+            Interlocked.Exchange(ref _state, 0);
+        Interlocked.Exchange(ref _activity, null)?.Stop();
     }
 }

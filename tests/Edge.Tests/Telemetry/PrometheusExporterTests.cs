@@ -42,6 +42,31 @@ public sealed class PrometheusExporterTests : IDisposable
         Assert.Equal(1, scrape.Value("mproxy_test_duration_seconds_count", ("database", "other")));
     }
 
+    /// <summary>
+    /// Sessions record with label strings of their own (parsed from each client's startup), so
+    /// equal values in other string instances must find the same series, whatever their length
+    /// (the label hash reads eight bytes at a time, then a tail); values one character apart stay apart.
+    /// </summary>
+    [Fact]
+    public void Scrape_EqualLabelValuesInOtherStringInstances_OneSeriesEach_ValuesOneCharacterApart_Separate()
+    {
+        var histogram = _meter.CreateHistogram("mproxy.test.instances", "s", "Test latency.", null,
+            new InstrumentAdvice<double> { HistogramBucketBoundaries = [1] });
+        var values = Enumerable.Range(0, 18).SelectMany(n => new[] { "db" + new string('x', n), "db" + new string('x', n) + "y" }).ToArray();
+        foreach (var value in values)
+        {
+            for (var copy = 0; copy < 3; copy++)
+                histogram.Record(0.5, new KeyValuePair<string, object?>("database", new string(value.AsSpan())), new KeyValuePair<string, object?>("type", new string("read".AsSpan())));
+        }
+
+        var scrape = PrometheusScrape.Parse(_exporter.Scrape());
+
+        var counts = scrape.Samples("mproxy_test_instances_seconds_count").ToList();
+        Assert.Equal(values.Length, counts.Count);
+        foreach (var value in values)
+            Assert.Equal(3, scrape.Value("mproxy_test_instances_seconds_count", ("database", value), ("type", "read")));
+    }
+
     [Fact]
     public void Scrape_HistogramRecordedFromManyThreads_CountEqualsInfBucketAndEveryRecording()
     {

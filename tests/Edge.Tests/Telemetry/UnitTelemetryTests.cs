@@ -178,4 +178,104 @@ public sealed class UnitTelemetryTests : IDisposable
         Assert.Equal(ActivityStatusCode.Error, span.Status);
         Assert.Equal("53400", span.GetTagItem("error.type"));
     }
+
+    /// <summary>
+    /// The relay completes units on its own thread while the session begins the next ones, half of
+    /// them pipelined (begun before the previous one completed). Odd units are reads sent to a
+    /// replica with fingerprint A, even units writes to the primary with fingerprint B: a Complete
+    /// that read one unit's fields and another's would record a mixed pair. Every span that was
+    /// started is stopped exactly once.
+    /// </summary>
+    [Fact]
+    public void Complete_OnAnotherThread_RacingTheSessionsNextUnits_RecordsOnlyWholeUnits()
+    {
+        const ulong a = 0xa, b = 0xb;
+        const int units = 200_000;
+        using var telemetry = new EdgeTelemetry(new TelemetryConfig { TopFingerprints = 2 }, TimeProvider.System);
+        var stats = new FingerprintStats(capacity: 10, shards: 1);
+        stats.Record(0, "shop", a, ru: 10, latencyMs: 1);
+        stats.Record(0, "shop", b, ru: 5, latencyMs: 1);
+        telemetry.Fingerprints.Refresh(stats);
+        string? type = null, destination = null;
+        int recorded = 0, mixed = 0;
+        using var meters = new System.Diagnostics.Metrics.MeterListener();
+        meters.InstrumentPublished = (instrument, listener) =>
+        {
+            if (ReferenceEquals(instrument, telemetry.QueryDuration) || ReferenceEquals(instrument, telemetry.FingerprintDuration))
+                listener.EnableMeasurementEvents(instrument);
+        };
+        meters.SetMeasurementEventCallback<double>((instrument, _, tags, _) =>
+        {
+            // Only the relay's thread records: the query histogram, then the fingerprint one.
+            if (ReferenceEquals(instrument, telemetry.QueryDuration))
+            {
+                type = (string?)tags[1].Value;
+                destination = (string?)tags[2].Value;
+                return;
+            }
+            recorded++;
+            var expected = (string?)tags[1].Value == TopFingerprints.Format(a) ? ("read", "replica") : ("write", "primary");
+            if ((type, destination) != expected)
+                mixed++;
+        });
+        meters.Start();
+        int started = 0, stopped = 0, stoppedTwice = 0;
+        var stops = new System.Collections.Concurrent.ConcurrentDictionary<Activity, int>();
+        using var spans = new ActivityListener
+        {
+            ShouldListenTo = source => ReferenceEquals(source, telemetry.Source),
+            // Every eighth unit traced: the span's slot races too.
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) =>
+                Interlocked.Increment(ref started) % 8 == 0 ? ActivitySamplingResult.AllDataAndRecorded : ActivitySamplingResult.None,
+            ActivityStopped = activity =>
+            {
+                Interlocked.Increment(ref stopped);
+                if (stops.AddOrUpdate(activity, 1, (_, n) => n + 1) > 1)
+                    Interlocked.Increment(ref stoppedTwice);
+            },
+        };
+        ActivitySource.AddActivityListener(spans);
+        var unit = telemetry.OpenSession("postgresql", "app", "shop");
+        var toComplete = 0;
+        var completed = 0;
+        var relay = new Thread(() =>
+        {
+            var last = 0;
+            while (last < units)
+            {
+                var next = Volatile.Read(ref toComplete);
+                if (next == last)
+                {
+                    Thread.SpinWait(1);
+                    continue;
+                }
+                unit.AddBytes(10, 0);
+                unit.Complete(next, 1);
+                last = next;
+                Volatile.Write(ref completed, next);
+            }
+        });
+        relay.Start();
+        var random = new Random(7);
+        for (var n = 1; n <= units; n++)
+        {
+            var odd = n % 2 == 1;
+            unit.Begin(n, new StatementInfo { Access = odd ? StatementAccess.Read : StatementAccess.Write, Fingerprint = odd ? a : b, StatementCount = 1 }, classified: true);
+            unit.Sent(primary: !odd, Primary);
+            Volatile.Write(ref toComplete, n);
+            if (random.Next(2) == 0)
+                SpinWait.SpinUntil(() => Volatile.Read(ref completed) >= n);
+        }
+        relay.Join();
+        unit.Dispose();
+
+        Assert.Equal(0, mixed);
+        Assert.InRange(recorded, units / 2, units);   // at least the units the session waited for
+        var cell = telemetry.Queries.CellFor("app", "shop");
+        Assert.Equal(units / 2, cell.Queries(UnitType.Read, replica: true));
+        Assert.Equal(units / 2, cell.Queries(UnitType.Write, replica: false));
+        Assert.Equal(0, stoppedTwice);
+        Assert.Equal(stops.Count, stopped);
+        Assert.Equal(units / 8, stops.Count);   // every traced unit's span, once
+    }
 }
