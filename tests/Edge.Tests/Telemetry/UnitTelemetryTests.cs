@@ -257,6 +257,7 @@ public sealed class UnitTelemetryTests : IDisposable
         });
         relay.Start();
         var random = new Random(7);
+        var waited = 0;
         for (var n = 1; n <= units; n++)
         {
             var odd = n % 2 == 1;
@@ -264,13 +265,16 @@ public sealed class UnitTelemetryTests : IDisposable
             unit.Sent(primary: !odd, Primary);
             Volatile.Write(ref toComplete, n);
             if (random.Next(2) == 0)
+            {
                 SpinWait.SpinUntil(() => Volatile.Read(ref completed) >= n);
+                waited++;
+            }
         }
         relay.Join();
         unit.Dispose();
 
         Assert.Equal(0, mixed);
-        Assert.InRange(recorded, units / 2, units);   // at least the units the session waited for
+        Assert.InRange(recorded, waited, units);   // at least the units the session waited for (nothing superseded them)
         var cell = telemetry.Queries.CellFor("app", "shop");
         Assert.Equal(units / 2, cell.Queries(UnitType.Read, replica: true));
         Assert.Equal(units / 2, cell.Queries(UnitType.Write, replica: false));
