@@ -37,15 +37,7 @@ internal sealed class EpollAcceptor : IEpollRegistration, IDisposable
         listener.Blocking = false;
         EndPoint = listener.LocalEndPoint!;
         _handle = GCHandle.Alloc(this, GCHandleType.Normal);
-        try
-        {
-            loop.Register((int)listener.Handle, GCHandle.ToIntPtr(_handle));
-        }
-        catch
-        {
-            _handle.Free(); // never in a set: nothing can name it (the caller disposes the listener)
-            throw;
-        }
+        loop.Register((int)listener.Handle, _handle); // frees the handle if the listener cannot join the set
     }
 
     public EndPoint EndPoint { get; }

@@ -36,15 +36,7 @@ internal sealed class EpollConnection : SocketConnection, IEpollRegistration
         _reader = new EpollPipeReader(this);
         _writer = new EpollPipeWriter(this);
         _handle = GCHandle.Alloc(this, GCHandleType.Normal);
-        try
-        {
-            loop.Register(Fd, GCHandle.ToIntPtr(_handle));
-        }
-        catch
-        {
-            _handle.Free(); // never in a set: nothing can name it (the caller disposes the socket)
-            throw;
-        }
+        loop.Register(Fd, _handle); // frees the handle if the socket cannot join the set
     }
 
     internal int Fd { get; }

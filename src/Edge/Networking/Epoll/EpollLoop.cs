@@ -84,18 +84,29 @@ internal sealed unsafe class EpollLoop : IDisposable
     /// <summary>Sleeps per event of the serving thread's last window (infinite: none yet, or no events; NaN while parked).</summary>
     public double SleepsPerEvent => Parked ? double.NaN : Volatile.Read(ref _sleepsPerEvent);
 
-    /// <summary>Adds a connection's socket to the set; its events go to <paramref name="token"/>'s connection.</summary>
+    /// <summary>
+    /// Adds a connection's socket to the set; its events go to <paramref name="token"/>'s connection.
+    /// When the socket cannot join the set the token is freed (nothing can name it; the caller
+    /// disposes the socket).
+    /// </summary>
     /// <exception cref="ObjectDisposedException">the loop has stopped.</exception>
-    public void Register(int fd, nint token)
+    public void Register(int fd, GCHandle token)
     {
         var ev = stackalloc byte[16];
-        EpollNative.SetEvent(ev, EpollNative.EpollIn | EpollNative.EpollOut | EpollNative.EpollRdHup | EpollNative.EpollEt, (ulong)token);
+        EpollNative.SetEvent(ev, EpollNative.EpollIn | EpollNative.EpollOut | EpollNative.EpollRdHup | EpollNative.EpollEt, (ulong)GCHandle.ToIntPtr(token));
         lock (_descriptors)
         {
             if (_released)
+            {
+                token.Free();
                 throw new ObjectDisposedException(nameof(EpollLoop), "the epoll transport has stopped");
+            }
             if (EpollNative.epoll_ctl(_epoll, EpollNative.EpollCtlAdd, fd, ev) != 0)
-                throw new IOException("epoll_ctl(ADD) failed: errno " + Marshal.GetLastPInvokeError());
+            {
+                var errno = Marshal.GetLastPInvokeError();
+                token.Free();
+                throw new IOException("epoll_ctl(ADD) failed: errno " + errno);
+            }
         }
     }
 
